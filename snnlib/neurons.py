@@ -188,28 +188,46 @@ def lif_step(current: Tensor, state: Optional[LIFState], threshold: Union[float,
 
 
 # ----------------------------------------------------------------------------------------------- fused multi-step
-def _forward_loop(current: Tensor, threshold: Tensor, leak: float, reset: str, delay: bool,
+def _forward_loop(current: Tensor, threshold, leak: float, reset: str, delay: bool,
                   u0: Optional[Tensor], keep_v: bool):
+    """Plain in-place simulation loop. Returns (spikes (T, B, ...), final membrane, normalised membranes or None).
+
+    The normalised membrane v_t (the surrogate's argument) is stored only when ``keep_v``.
+    """
     T = current.shape[0]
-    u = torch.zeros_like(current[0]) if u0 is None else u0
+    th = float(threshold)
+    u = torch.zeros_like(current[0]) if u0 is None else u0.clone()
     spikes = torch.empty_like(current)
     vs = torch.empty_like(current) if keep_v else None
+    fired = torch.empty(current.shape[1:], dtype=torch.bool, device=current.device)
     for t in range(T):
+        s = spikes[t]
         if delay:
-            v = u / threshold - 1.0
-            s = (v > 0).to(current.dtype)
+            if keep_v:
+                torch.div(u, th, out=vs[t]).sub_(1.0)
+            torch.gt(u, th, out=fired)
+            s.copy_(fired)
             if reset == "subtract":
-                u = leak * u + current[t] - threshold * s
+                if leak != 1.0:
+                    u.mul_(leak)
+                u.add_(current[t]).sub_(s, alpha=th)
             else:
-                u = leak * u * (1.0 - s) + current[t]
+                u.masked_fill_(fired, 0.0)
+                if leak != 1.0:
+                    u.mul_(leak)
+                u.add_(current[t])
         else:
-            u = leak * u + current[t]
-            v = u / threshold - 1.0
-            s = (v > 0).to(current.dtype)
-            u = u - threshold * s if reset == "subtract" else u * (1.0 - s)
-        spikes[t] = s
-        if keep_v:
-            vs[t] = v
+            if leak != 1.0:
+                u.mul_(leak)
+            u.add_(current[t])
+            if keep_v:
+                torch.div(u, th, out=vs[t]).sub_(1.0)
+            torch.gt(u, th, out=fired)
+            s.copy_(fired)
+            if reset == "subtract":
+                u.sub_(s, alpha=th)
+            else:
+                u.masked_fill_(fired, 0.0)
     return spikes, u, vs
 
 

@@ -1,0 +1,95 @@
+"""ANN -> SNN conversion by threshold balancing (Sengupta et al. 2019, as in Rathi's ``find_threshold``).
+
+Layer by layer, with the earlier layers already balanced, the IF network runs on a batch of training images with
+Poisson input for ``T`` steps; the layer's threshold is the maximum input current (pre-activation) seen over
+neurons, timesteps and images.  ``scale`` multiplies all thresholds afterwards (1.0 for the converted SNN, 0.7 before
+BPTT fine-tuning) and the released code stores them rounded to 2 decimals.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .encoding import PoissonEncoder, check_timesteps
+from .models import VGG, SpikingVGG, _fold, _unfold
+from .neurons import _forward_loop
+
+__all__ = ["balance_thresholds", "convert", "scale_thresholds"]
+
+
+@torch.no_grad()
+def balance_thresholds(net: VGG, images: Tensor, T: int, seed: int = 0, time_chunk: int = 16,
+                       batch_size: int = 128, delay: bool = True) -> List[float]:
+    """Per-layer thresholds (max pre-activation) for the IF twin of ``net``.
+
+    images: (N, 3, 32, 32) training pixels in [0, 1]; T: balancing timesteps (1000 in the papers' code);
+    seed: Poisson encoder seed.  Returns ``net.num_spiking`` thresholds (current units), unscaled.
+    """
+    check_timesteps(T)
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1:] != (3, 32, 32):
+        raise ValueError(f"images must be a (N, 3, 32, 32) tensor in [0, 1], got {getattr(images, 'shape', images)}")
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    weights = net.weight_layers()[:-1]
+    L = len(weights)
+    th: List[float] = []
+    for layer in range(L):
+        peak = torch.tensor(0.0, device=device)
+        enc = PoissonEncoder(seed=seed + layer)
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start:start + batch_size].to(device)
+            states: dict = {}
+            done = 0
+            while done < T:
+                n = min(time_chunk, T - done)
+                h, li, found = enc(x, n), 0, False
+                for m in net.features:
+                    if isinstance(m, nn.Conv2d):
+                        cur = _unfold(m(_fold(h).contiguous(memory_format=torch.channels_last)), n)
+                        if li == layer:
+                            peak, found = torch.maximum(peak, cur.max()), True
+                            break
+                        h, states[li], _ = _forward_loop(cur, th[li], 1.0, "subtract", delay, states.get(li), False)
+                        li += 1
+                    elif isinstance(m, nn.AvgPool2d):
+                        h = _unfold(m(_fold(h)), n)
+                if not found:
+                    h = h.flatten(2)
+                    for lin in net.classifier:
+                        cur = lin(h)
+                        if li == layer:
+                            peak = torch.maximum(peak, cur.max())
+                            break
+                        h, states[li], _ = _forward_loop(cur, th[li], 1.0, "subtract", delay, states.get(li), False)
+                        li += 1
+                done += n
+        if not peak > 0:
+            raise RuntimeError(f"threshold balancing found no positive current at layer {layer}: is the ANN trained?")
+        th.append(float(peak))
+    net.train(was_training)
+    return th
+
+
+def scale_thresholds(thresholds, scale: float = 1.0, decimals: Optional[int] = 2) -> List[float]:
+    """thresholds * scale, rounded to ``decimals`` as the released code stores them (None = no rounding)."""
+    if not scale > 0:
+        raise ValueError(f"threshold scale must be > 0, got {scale}")
+    out = [float(t) * float(scale) for t in thresholds]
+    if decimals is not None:
+        out = [max(round(t, decimals), 10.0 ** -decimals) for t in out]
+    return out
+
+
+def convert(net: VGG, images: Tensor, T: int, balance_T: int = 1000, scale: float = 1.0, leak: float = 1.0,
+            seed: int = 0, decimals: Optional[int] = 2, **snn_kwargs) -> SpikingVGG:
+    """Converted SNN over the same weights: balanced thresholds x scale, IF neurons (leak 1) by default.
+
+    images: balancing images (N, 3, 32, 32) in [0, 1]; T: simulation timesteps of the returned SNN;
+    balance_T: timesteps used for balancing.  Extra keyword arguments go to ``SpikingVGG``.
+    """
+    check_timesteps(T)
+    th = balance_thresholds(net, images, balance_T, seed=seed, delay=snn_kwargs.get("delay", True))
+    return SpikingVGG(net, scale_thresholds(th, scale, decimals), T=T, leak=leak, **snn_kwargs)
