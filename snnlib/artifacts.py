@@ -238,8 +238,8 @@ def _file_lock(lock_path: Path, what: str, poll_s: float = 0.2) -> Iterator[None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                print(f"snnlib: waiting for another process building {what} "
-                      f"(lock {lock_path})", file=sys.stderr, flush=True)
+                print(f"snnlib: waiting for {what} (lock {lock_path})", file=sys.stderr,
+                      flush=True)
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -256,9 +256,8 @@ def _file_lock(lock_path: Path, what: str, poll_s: float = 0.2) -> Iterator[None
             break
         except FileExistsError:
             if not announced:
-                print(f"snnlib: waiting for another process building {what} (lock "
-                      f"{lock_path}; delete it if no such process exists)", file=sys.stderr,
-                      flush=True)
+                print(f"snnlib: waiting for {what} (lock {lock_path}; delete it if no such "
+                      "process exists)", file=sys.stderr, flush=True)
                 announced = True
             time.sleep(poll_s)
     try:
@@ -415,7 +414,7 @@ class ArtifactCache:
                 return self.load(kind, config, map_location=map_location)
             except CacheError as e:
                 print(f"snnlib: {e}; rebuilding", file=sys.stderr, flush=True)
-        what = f"{kind}/{config_key(config)}"
+        what = f"another process building {kind}/{config_key(config)}"
         with _file_lock(self._lock_path(kind, config), what):
             if self.has(kind, config):
                 try:
@@ -436,7 +435,8 @@ class ArtifactCache:
         d = self.path(kind, config)
         if not d.exists():
             return False
-        with _file_lock(self._lock_path(kind, config), f"{kind}/{config_key(config)}"):
+        with _file_lock(self._lock_path(kind, config),
+                        f"another process using {kind}/{config_key(config)}"):
             shutil.rmtree(d, ignore_errors=True)
         return True
 

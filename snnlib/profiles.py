@@ -143,6 +143,18 @@ def _str_check(v: Any) -> Any:
     return v
 
 
+def _surrogate_check(v: Any) -> Any:
+    """A surrogate name registered in ``snnlib.neurons.SURROGATES`` (any name if unavailable)."""
+    v = _str_check(v)
+    try:
+        from .neurons import SURROGATES
+    except Exception:          # pragma: no cover - neurons not importable: accept any name
+        return v
+    if v not in SURROGATES:
+        raise _Invalid
+    return v
+
+
 def _optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         return None if v is None else inner(v)
@@ -168,7 +180,7 @@ class Param:
     name: str
     type: str                       #: short type name, e.g. ``"int"``, ``"list[int]"``
     allowed: str                    #: human-readable allowed values (used in error messages)
-    doc: str                        #: meaning and unit
+    doc: str                        #: meaning and unit (no '=': papermill parses the comment)
     check: Callable[[Any], Any]     #: returns the normalised value or raises ``_Invalid``
     notebooks: tuple[str, ...] | None = None  #: ``None``: common to every notebook
 
@@ -212,7 +224,7 @@ _PARAM_LIST = [
        _int_check(1)),
     _p("T_bp", "int", "an integer >= 1", "timesteps of the BPTT-trained SNN", _int_check(1)),
     _p("leak_bp", "float", "a number in (0, 1]",
-       "membrane leak factor lambda of the BPTT SNN (1.0 = no leak, IF)",
+       "membrane leak factor lambda of the BPTT SNN; 1.0 means no leak (IF)",
        _float_check(0.0, 1.0, lo_open=True)),
     _p("threshold_scale_bp", "float", "a number > 0",
        "scale applied to the converted thresholds before BPTT fine-tuning (Rathi: 0.7)",
@@ -222,7 +234,7 @@ _PARAM_LIST = [
     _p("balance_images", "int", "an integer >= 1",
        "training images used for threshold balancing", _int_check(1)),
     _p("model_seeds", "list[int]", "a list of >= 2 distinct integers",
-       "training seeds: index 0 = white-box target, 1 = black-box twin",
+       "training seeds: [white-box target, black-box twin]",
        _list_check(_int_check(), min_len=2, unique=True)),
     _p("eval_seed", "int", "an integer", "seed for Poisson encoding / attack randomness",
        _int_check()),
@@ -243,7 +255,7 @@ _PARAM_LIST = [
        "(null = no input quantisation)", "input quantisation bit depths swept",
        _list_check(_optional(_int_check(1, 8))), ["02_discretization"]),
     _p("leak_list", "list[float]", "a non-empty list of numbers in (0, 1]",
-       "leak factors swept (1.0 = IF, no leak)",
+       "leak factors swept; 1.0 means no leak (IF)",
        _list_check(_float_check(0.0, 1.0, lo_open=True)), ["03_leak"]),
     _p("eot_samples", "int", "an integer >= 1",
        "Expectation-over-Transformation samples per gradient", _int_check(1),
@@ -252,9 +264,10 @@ _PARAM_LIST = [
        _int_check(1), ["06_gradient_masking"]),
     _p("restarts", "int", "an integer >= 1", "random restarts of the long PGD",
        _int_check(1), ["06_gradient_masking"]),
-    _p("surrogates", "list[str]", "a non-empty list of distinct non-empty strings",
+    _p("surrogates", "list[str]", "a non-empty list of distinct surrogate names registered in "
+       "snnlib.neurons.SURROGATES (linear, fast_sigmoid, arctan, rectangle)",
        "surrogate-gradient functions compared for the attack",
-       _list_check(_str_check, unique=True), ["06_gradient_masking"]),
+       _list_check(_surrogate_check, unique=True), ["06_gradient_masking"]),
 ]
 
 #: Schema of every settable parameter: name -> :class:`Param`.

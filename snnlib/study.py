@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import profiles as _profiles
-from .artifacts import atomic_write_bytes, atomic_write_json
+from .artifacts import _file_lock, atomic_write_bytes, atomic_write_json
 from .profiles import NOTEBOOKS, ProfileError
 
 __all__ = ["main", "parse_param", "repo_root", "LOG_NAME"]
@@ -102,6 +102,27 @@ def _rel(path: Path, root: Path) -> str:
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _source_hash(path: Path) -> str | None:
+    """sha256 of a notebook's code: cell types and sources, without papermill's injected cell.
+
+    Equal for a notebook and its executed copy, so ``--resume`` notices edited notebooks.
+    """
+    import hashlib
+
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(path), as_version=4).cells
+    except Exception:
+        return None
+    h = hashlib.sha256()
+    for c in cells:
+        if "injected-parameters" in c.get("metadata", {}).get("tags", []):
+            continue
+        h.update(json.dumps([c.cell_type, c.source]).encode("utf-8"))
+    return h.hexdigest()
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -223,9 +244,12 @@ class _Plan:
         return entry if isinstance(entry, dict) else {}
 
     def is_done(self, nb: str) -> bool:
+        """Last run succeeded with the same parameters and the same notebook code."""
         e = self.log_entry(nb)
-        return (e.get("status") == "ok" and e.get("parameters") == json.loads(
-            json.dumps(self.params(nb))) and self.output_path(nb).is_file())
+        return (e.get("status") == "ok"
+                and e.get("parameters") == json.loads(json.dumps(self.params(nb)))
+                and self.output_path(nb).is_file()
+                and e.get("source_sha256") == _source_hash(self.input_path(nb)))
 
     def estimate(self, nb: str) -> tuple[float, str]:
         res = _read_json(self.results_dir / f"{nb}.json")
@@ -250,12 +274,15 @@ class _Plan:
 
     # -- log ----------------------------------------------------------------------------------
     def record(self, nb: str, entry: dict[str, Any]) -> None:
-        log = _read_json(self.log_path) or {}      # re-read: another runner may have written
-        log.setdefault("notebooks", {})
-        log["profile"] = self.profile["name"]
-        log["notebooks"][nb] = entry
-        log["updated_utc"] = _utc_now()
-        atomic_write_json(self.log_path, log)
+        # locked read-modify-write: runners for other notebooks may share the results folder
+        with _file_lock(self.log_path.with_name(".study_log.lock"),
+                        "another runner writing the study log"):
+            log = _read_json(self.log_path) or {}
+            log.setdefault("notebooks", {})
+            log["profile"] = self.profile["name"]
+            log["notebooks"][nb] = entry
+            log["updated_utc"] = _utc_now()
+            atomic_write_json(self.log_path, log)
         self.log = log
 
 
@@ -264,7 +291,8 @@ class _Plan:
 # --------------------------------------------------------------------------------------------
 
 
-def _print_plan(plan: _Plan, out=sys.stdout) -> float:
+def _print_plan(plan: _Plan, out=None) -> float:
+    out = out if out is not None else sys.stdout
     prof = plan.profile
     root = plan.root
     w = out.write
@@ -310,6 +338,9 @@ def _print_plan(plan: _Plan, out=sys.stdout) -> float:
     w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)\n")
     if plan.unused:
         w(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected notebooks\n")
+    problem = _cuda_problem(plan)
+    if problem:
+        w(f"note: {problem}\n")
     return total
 
 
@@ -351,14 +382,15 @@ def _execute(plan: _Plan, nb: str) -> None:
             cwd=str(plan.root), progress_bar=False, log_output=plan.args.verbose,
         )
     except PapermillExecutionError as e:
+        index = _input_cell_index(tmp, e.cell_index)
         kept = _keep_failed(tmp, failed_copy)
         src = (e.source or "").strip().splitlines()
-        snippet = "\n".join(f"      | {line}" for line in src[:6])
-        if len(src) > 6:
+        snippet = "\n".join(f"      | {line}" for line in src[:5])
+        if len(src) > 5:
             snippet += "\n      | ..."
         raise NotebookFailed(
-            f"cell {e.cell_index} (execution count {e.exec_count}) raised "
-            f"{e.ename}: {e.evalue}\n{snippet}", kept) from None
+            f"cell {index} (0-based, In [{e.exec_count}]) raised {e.ename}: {e.evalue}\n"
+            f"{snippet}", kept) from None
     except BaseException as e:
         if isinstance(e, Exception):
             kept = _keep_failed(tmp, failed_copy)
@@ -376,6 +408,20 @@ def _execute(plan: _Plan, nb: str) -> None:
         failed_copy.unlink()
 
 
+def _input_cell_index(executed: Path, index: int) -> int:
+    """Index of an executed-copy cell in the input notebook (skipping injected cells)."""
+    try:
+        import nbformat
+
+        cells = [c for c in nbformat.read(str(executed), as_version=4).cells   # papermill adds
+                 if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+        injected = sum(1 for c in cells[:index]
+                       if "injected-parameters" in c.get("metadata", {}).get("tags", []))
+        return index - injected
+    except Exception:
+        return index
+
+
 def _keep_failed(tmp: Path, failed_copy: Path) -> Path | None:
     if not tmp.is_file():
         return None
@@ -389,11 +435,28 @@ def _keep_failed(tmp: Path, failed_copy: Path) -> Path | None:
         return None
 
 
+def _cuda_problem(plan: _Plan) -> str | None:
+    """A message when the plan asks for device=cuda and no CUDA GPU is visible."""
+    if not any(plan.profile["notebooks"][nb]["device"] == "cuda" for nb in plan.notebooks):
+        return None
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return None
+    except Exception:
+        pass
+    return (f"profile {plan.profile['name']!r} asks for device=cuda but no CUDA GPU is visible; "
+            "run it on a GPU machine or pass -p device=auto (CPU: slow)")
+
+
 def _run(plan: _Plan) -> int:
     missing = [nb for nb in plan.notebooks if not plan.input_path(nb).is_file()]
     if missing:
         raise UsageError("notebook(s) not found: " + ", ".join(
             _rel(plan.input_path(nb), plan.root) for nb in missing))
+    problem = _cuda_problem(plan)
+    if problem:
+        raise UsageError(problem)
     plan.results_dir.mkdir(parents=True, exist_ok=True)
     prof = plan.profile
     n = len(plan.notebooks)
@@ -423,6 +486,7 @@ def _run(plan: _Plan) -> int:
             print(f"{tag}: running (estimate {_fmt_s(est)}) ...", flush=True)
             t0 = time.monotonic()
             entry = {"parameters": params, "started_utc": _utc_now(),
+                     "source_sha256": _source_hash(plan.input_path(nb)),
                      "input": _rel(plan.input_path(nb), plan.root),
                      "output": _rel(plan.output_path(nb), plan.root)}
             try:
