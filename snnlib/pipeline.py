@@ -135,5 +135,6 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     snn_bp = SpikingVGG(bp_net, bp_th, T=p["T_bp"], leak=p["leak_bp"], encoder=PoissonEncoder(seed=0))
     snn_bp.to(device).eval()
     info["snn_bp_history"] = bp_state.get("history")
+    info["configs"] = {"ANN": ann_cfg, "SNN-conv": th_cfg, "SNN-BP": bp_cfg}
     info["snn_bp_thresholds"] = bp_th
     return ModelSet(ann, snn_conv, snn_bp, seed, info)

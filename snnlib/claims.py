@@ -1,0 +1,335 @@
+"""The two papers' claims and the verdict this study derives for each from its own results JSON.
+
+A comparison "A > B" between two accuracies (each with its 95 % Clopper-Pearson interval) is **supported** when A's
+interval lies entirely above B's, **contradicted** when it lies entirely below, and **inconclusive** when the
+intervals overlap (non-overlap of two 95 % intervals is a conservative test).  For an inconclusive comparison the
+verdict also says roughly how many images would separate the intervals if the observed difference were real:
+n ≈ (2 · 1.96)² p(1 − p) / d².  Claims are taken from reference/papers.md §1.13 (ECCV 2020) and §2.7 (IJCNN 2019).
+When the gradient-masking chapter has run, robustness claims are also judged on the per-image worst case over all
+attacks (the study's headline robust accuracy).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+__all__ = ["PAPER_TABLE_I", "compare", "images_needed", "trend", "load_results", "evaluate_claims", "CLAIMS"]
+
+#: IJCNN 2019 Table I (VGG-9, full CIFAR-10): the paper's clean accuracies, in percent. Not measured here.
+PAPER_TABLE_I = {"ANN": 89.5, "SNN-conv": 85.6, "SNN-BP": 87.1}
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "supported", "contradicted", "inconclusive", "not run"
+
+
+def _fmt(a: Mapping[str, float]) -> str:
+    return f"{100 * a['value']:.1f}% [{100 * a['low']:.1f}, {100 * a['high']:.1f}]"
+
+
+def images_needed(a: Mapping[str, float], b: Mapping[str, float]) -> Optional[int]:
+    """Images per model that would make two 95 % intervals stop overlapping if the observed gap were real."""
+    d = abs(a["value"] - b["value"])
+    if d == 0:
+        return None
+    p = (a["value"] + b["value"]) / 2
+    p = min(max(p, 0.01), 0.99)
+    return int(math.ceil((2 * 1.96) ** 2 * p * (1 - p) / d ** 2))
+
+
+def compare(a: Mapping[str, float], b: Mapping[str, float]) -> str:
+    """'greater' if a's interval is above b's, 'less' if below, else 'overlap'."""
+    if a["low"] > b["high"]:
+        return "greater"
+    if a["high"] < b["low"]:
+        return "less"
+    return "overlap"
+
+
+def _verdict_greater(a, b, name_a: str, name_b: str) -> Tuple[str, str]:
+    c = compare(a, b)
+    text = f"{name_a} {_fmt(a)} vs {name_b} {_fmt(b)}"
+    if c == "greater":
+        return SUPPORTED, text
+    if c == "less":
+        return CONTRADICTED, text
+    n = images_needed(a, b)
+    more = f"; about {n} images per model would decide it if the gap is real" if n else "; no difference observed"
+    return INCONCLUSIVE, text + more
+
+
+def trend(points: Sequence[Tuple[float, Mapping[str, float]]]) -> Dict[str, Any]:
+    """Direction of accuracy from the smallest to the largest x: 'falls', 'rises' or 'flat' (intervals overlap)."""
+    pts = sorted(points, key=lambda p: p[0])
+    if len(pts) < 2:
+        return dict(direction="n/a", text="fewer than two points", first=None, last=None)
+    (x0, a0), (x1, a1) = pts[0], pts[-1]
+    c = compare(a1, a0)
+    direction = {"greater": "rises", "less": "falls", "overlap": "flat"}[c]
+    text = (f"{_fmt(a0)} at {x0:g} → {_fmt(a1)} at {x1:g} "
+            f"({'no significant change' if direction == 'flat' else direction})")
+    return dict(direction=direction, text=text, first=(x0, a0), last=(x1, a1))
+
+
+# ----------------------------------------------------------------------------------------------------- results
+def load_results(results_dir) -> Dict[str, dict]:
+    """{notebook stem: results JSON} for every <stem>.json in results_dir (runner files skipped)."""
+    out = {}
+    for p in sorted(Path(results_dir).glob("*.json")):
+        if p.name.startswith("_") or p.name.startswith("07_"):
+            continue
+        try:
+            out[p.stem] = json.loads(p.read_text())
+        except ValueError:
+            continue
+    return out
+
+
+def _tm(R, kind, attack, setting, eps=8.0):
+    """Adversarial accuracy dict from the training-method chapter (04)."""
+    for r in R.get("04_training_method", {}).get("results", {}).get("rows", []):
+        if r["kind"] == kind and r["attack"] == attack and r["setting"] == setting and float(r["eps_255"]) == eps:
+            return r["result"]["adversarial"]
+    return None
+
+
+def _clean(R, kind):
+    for r in R.get("01_models", {}).get("results", {}).get("clean", []):
+        if r["kind"] == kind:
+            return r["accuracy"]
+    return None
+
+
+def _worst(R, kind):
+    wc = R.get("06_gradient_masking", {}).get("results", {}).get("worst_case", {})
+    return wc.get(kind, {}).get("worst_case") if wc else None
+
+
+def _need(*xs):
+    return all(x is not None for x in xs)
+
+
+def _c_bb(attack: str, eps: float = 8.0):
+    def fn(R):
+        a, b = _tm(R, "SNN-BP", attack, "black-box", eps), _tm(R, "ANN", attack, "black-box", eps)
+        if not _need(a, b):
+            return NOT_RUN, "chapter 4 has no black-box result at this budget"
+        return _verdict_greater(a, b, f"SNN-BP black-box {attack} {eps:g}/255", "ANN")
+    return fn
+
+
+def _c_wb(R):
+    a, b = _tm(R, "SNN-BP", "PGD", "white-box"), _tm(R, "ANN", "PGD", "white-box")
+    if not _need(a, b):
+        return NOT_RUN, "chapter 4 has no white-box PGD result at 8/255"
+    v, t = _verdict_greater(a, b, "SNN-BP white-box PGD 8/255", "ANN")
+    w = _worst(R, "SNN-BP")
+    if w is not None:
+        v2, t2 = _verdict_greater(w, b, "SNN-BP worst case over all attacks", "ANN white-box PGD")
+        return v2, f"{t}; with adaptive attacks: {t2}"
+    return v, t
+
+
+def _c_conv_not_more(R):
+    parts, verdicts = [], []
+    for setting in ("white-box", "black-box"):
+        a, b = _tm(R, "SNN-conv", "PGD", setting), _tm(R, "ANN", "PGD", setting)
+        if not _need(a, b):
+            continue
+        c = compare(a, b)
+        verdicts.append(CONTRADICTED if c == "greater" else SUPPORTED if c in ("less", "overlap") else INCONCLUSIVE)
+        parts.append(f"{setting} PGD 8/255: SNN-conv {_fmt(a)} vs ANN {_fmt(b)}")
+    if not verdicts:
+        return NOT_RUN, "chapter 4 has no PGD result"
+    v = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED
+    return v, "; ".join(parts) + (" (not more robust: intervals overlap or lie below)" if v == SUPPORTED else "")
+
+
+def _rows(R, nb):
+    return R.get(nb, {}).get("results", {}).get("rows", [])
+
+
+def _series(rows, x, entry, **where):
+    out = []
+    for r in rows:
+        if all(r.get(k) == v for k, v in where.items()):
+            out.append((r[x], r[entry] if entry == "clean" else r[entry]["adversarial"]))
+    return out
+
+
+def _c_T_bp(R):
+    s = _series(_rows(R, "02_discretization"), "T", "pgd_wb", kind="SNN-BP", sweep="T")
+    if len(s) < 2:
+        return NOT_RUN, "chapter 2 has fewer than two T values"
+    t = trend(s)
+    v = {"falls": SUPPORTED, "rises": CONTRADICTED, "flat": INCONCLUSIVE}[t["direction"]]
+    return v, "SNN-BP white-box PGD accuracy against T: " + t["text"]
+
+
+def _c_quant(kind: str):
+    def fn(R):
+        rows = _rows(R, "02_discretization")
+        base = [r for r in rows if r["kind"] == kind and r.get("sweep") == "T"]
+        q = [r for r in rows if r["kind"] == kind and r.get("sweep") == "bits"]
+        if not q or not base:
+            return NOT_RUN, "chapter 2 has no quantisation sweep"
+        T = q[0]["T"]
+        full = [r for r in base if r["T"] == T]
+        if not full:
+            return NOT_RUN, "no unquantised point at the same T"
+        coarsest = min(q, key=lambda r: r["bits"])
+        return _verdict_greater(coarsest["pgd_wb"]["adversarial"], full[0]["pgd_wb"]["adversarial"],
+                                f"{kind} {coarsest['bits']}-bit input, white-box PGD", "8-bit input")
+    return fn
+
+
+def _c_T_conv(R):
+    s = _series(_rows(R, "02_discretization"), "T", "pgd_wb", kind="SNN-conv", sweep="T")
+    if len(s) < 2:
+        return NOT_RUN, "chapter 2 has fewer than two T values"
+    t = trend(s)
+    v = SUPPORTED if t["direction"] == "flat" else CONTRADICTED
+    return v, "SNN-conv white-box PGD accuracy against T: " + t["text"] + " (claim: insensitive to T)"
+
+
+def _c_leak(R):
+    s = _series(_rows(R, "03_leak"), "leak", "pgd_wb")
+    if len(s) < 2:
+        return NOT_RUN, "chapter 3 has fewer than two leak values"
+    t = trend(s)  # accuracy from the smallest leak to the largest (1.0 = IF)
+    v = {"falls": SUPPORTED, "rises": CONTRADICTED, "flat": INCONCLUSIVE}[t["direction"]]
+    return v, "SNN-BP white-box PGD accuracy from the strongest leak to IF: " + t["text"]
+
+
+def _c_layers(R):
+    pert = R.get("03_leak", {}).get("results", {}).get("perturbation", {})
+    ann = pert.get("ANN")
+    snn = {k: v for k, v in pert.items() if k != "ANN"}
+    if not ann or not snn:
+        return NOT_RUN, "chapter 3 has no layer-wise perturbation"
+    last_ann = ann[-1]
+    worse = {k: v[-1] for k, v in snn.items()}
+    text = (f"relative perturbation at the last spiking layer: ANN {last_ann:.3f}; "
+            + ", ".join(f"{k} {v:.3f}" for k, v in worse.items()) + " (one batch, no interval)")
+    vals = [last_ann] + list(worse.values())
+    if any(v is None or v != v for v in vals):
+        return INCONCLUSIVE, text + "; a layer is silent (no spikes), so the ratio is undefined"
+    if all(v < last_ann for v in worse.values()):
+        return SUPPORTED, text
+    if all(v > last_ann for v in worse.values()):
+        return CONTRADICTED, text
+    return INCONCLUSIVE, text
+
+
+def _c_source(R):
+    m = R.get("05_attack_source", {}).get("results", {}).get("cells", [])
+    get = lambda src: next((c["result"]["adversarial"] for c in m if c["attack"] == "PGD" and c["target"] == "SNN-BP"
+                            and c["source"] == src), None)
+    snn, ann = get("SNN-BP (twin)"), get("ANN (twin)")
+    if not _need(snn, ann):
+        return NOT_RUN, "chapter 5 has no twin-crafted PGD on SNN-BP"
+    v, t = _verdict_greater(ann, snn, "SNN-BP under ANN-crafted PGD", "under SNN-crafted PGD")
+    return v, t + " (claim: SNN-crafted is stronger, i.e. lower accuracy)"
+
+
+def _c_clean_order(R):
+    a, c, b = _clean(R, "ANN"), _clean(R, "SNN-conv"), _clean(R, "SNN-BP")
+    if not _need(a, c, b):
+        return NOT_RUN, "chapter 1 has not run"
+    v1, t1 = _verdict_greater(a, c, "ANN", "SNN-conv")
+    v2, t2 = _verdict_greater(b, c, "SNN-BP", "SNN-conv")
+    v = SUPPORTED if (v1, v2) == (SUPPORTED, SUPPORTED) else CONTRADICTED if CONTRADICTED in (v1, v2) else INCONCLUSIVE
+    return v, f"{t1}; {t2} (paper, VGG-9 on full CIFAR-10: ANN 89.5 > SNN-BP 87.1 > SNN-conv 85.6)"
+
+
+def _c_bb_all_eps(R):
+    out, vs = [], []
+    for eps in (8.0, 16.0, 32.0):
+        a, b = _tm(R, "SNN-BP", "FGSM", "black-box", eps), _tm(R, "ANN", "FGSM", "black-box", eps)
+        if _need(a, b):
+            v, t = _verdict_greater(a, b, f"{eps:g}/255: SNN-BP", "ANN")
+            vs.append(v)
+            out.append(t)
+    if not vs:
+        return NOT_RUN, "chapter 4 has no black-box FGSM at 8, 16 or 32/255"
+    v = SUPPORTED if all(x == SUPPORTED for x in vs) else CONTRADICTED if CONTRADICTED in vs else INCONCLUSIVE
+    return v, "; ".join(out)
+
+
+def _c_bp_vs_conv(R):
+    vs, out = [], []
+    for attack in ("FGSM", "PGD"):
+        for setting in ("white-box", "black-box"):
+            a, b = _tm(R, "SNN-BP", attack, setting), _tm(R, "SNN-conv", attack, setting)
+            if _need(a, b):
+                v, t = _verdict_greater(a, b, f"{setting} {attack} 8/255: SNN-BP", "SNN-conv")
+                vs.append(v)
+                out.append(t)
+    if not vs:
+        return NOT_RUN, "chapter 4 has not run"
+    v = SUPPORTED if SUPPORTED in vs and CONTRADICTED not in vs else CONTRADICTED if CONTRADICTED in vs else INCONCLUSIVE
+    return v, "; ".join(out)
+
+
+#: (id, paper, claim, chapter, function of the loaded results -> (verdict, measured))
+CLAIMS: List[Tuple[str, str, str, str, Callable]] = [
+    ("E1", "ECCV 2020", "SNN-BP is more robust than the ANN under black-box FGSM (8/255)", "04_training_method",
+     _c_bb("FGSM")),
+    ("E2", "ECCV 2020", "SNN-BP is more robust than the ANN under black-box PGD (8/255)", "04_training_method",
+     _c_bb("PGD")),
+    ("E4", "ECCV 2020", "Under white-box attacks SNN-BP is at least as robust as the ANN", "04_training_method", _c_wb),
+    ("E5", "ECCV 2020", "The converted SNN is not more robust than the ANN", "04_training_method", _c_conv_not_more),
+    ("E6", "ECCV 2020", "SNN-BP's adversarial accuracy rises as the number of timesteps falls", "02_discretization",
+     _c_T_bp),
+    ("E7", "ECCV 2020", "Quantising the input to fewer levels raises SNN-BP's adversarial accuracy",
+     "02_discretization", _c_quant("SNN-BP")),
+    ("E8a", "ECCV 2020", "SNN-conv's adversarial accuracy is insensitive to the number of timesteps",
+     "02_discretization", _c_T_conv),
+    ("E8b", "ECCV 2020", "Quantising the input raises SNN-conv's adversarial accuracy", "02_discretization",
+     _c_quant("SNN-conv")),
+    ("E9", "ECCV 2020", "SNN-BP's adversarial accuracy rises as the leak grows (λ falls below 1)", "03_leak", _c_leak),
+    ("E10", "ECCV 2020", "Spiking layers attenuate an input perturbation that ReLU layers pass on", "03_leak",
+     _c_layers),
+    ("E11", "ECCV 2020 / IJCNN 2019", "SNN-crafted attacks are stronger against SNN-BP than ANN-crafted ones",
+     "05_attack_source", _c_source),
+    ("I1", "IJCNN 2019", "Clean accuracy: ANN > SNN-BP > SNN-conv (Table I: 89.5 / 87.1 / 85.6 %)", "01_models",
+     _c_clean_order),
+    ("I2", "IJCNN 2019", "SNN-BP beats the ANN under black-box FGSM at 8, 16 and 32/255", "04_training_method",
+     _c_bb_all_eps),
+    ("I3", "IJCNN 2019", "SNN-BP is more robust than SNN-conv in several white-box and black-box settings",
+     "04_training_method", _c_bp_vs_conv),
+]
+
+
+def chance_level_models(R: Mapping[str, dict]) -> List[str]:
+    """Model kinds whose clean accuracy interval includes chance (1 / classes): their robustness says nothing."""
+    out = []
+    clean = R.get("01_models", {}).get("results", {}).get("clean", [])
+    nc = 100 if R.get("01_models", {}).get("parameters", {}).get("dataset") == "cifar100" else 10
+    for r in clean:
+        a = r["accuracy"]
+        if a["low"] <= 1.0 / nc and r["kind"] not in out:
+            out.append(r["kind"])
+    return out
+
+
+def evaluate_claims(results_dir) -> List[Dict[str, Any]]:
+    """One row per claim: id, paper, claim, chapter, verdict, measured (text), scale (the chapter's scale note).
+
+    When a model's clean accuracy is not above chance (its interval includes 1/classes), every verdict that is not
+    "not run" becomes "inconclusive": robustness of a model that does not classify says nothing.
+    """
+    R = load_results(results_dir)
+    chance = chance_level_models(R)
+    rows = []
+    for cid, paper, text, nb, fn in CLAIMS:
+        try:
+            verdict, measured = fn(R)
+        except (KeyError, TypeError, ValueError) as e:  # a chapter's JSON from an older version
+            verdict, measured = NOT_RUN, f"could not read chapter results ({type(e).__name__}: {e})"
+        if chance and verdict in (SUPPORTED, CONTRADICTED):
+            measured = f"{measured}; would be {verdict}, but {', '.join(chance)} classify at chance level"
+            verdict = INCONCLUSIVE
+        rows.append(dict(id=cid, paper=paper, claim=text, chapter=nb, verdict=verdict, measured=measured,
+                         scale=R.get(nb, {}).get("scale_note")))
+    return rows
