@@ -56,3 +56,4 @@ ATTACKS = {"fgsm": FGSM, "rfgsm": RFGSM, "bim": BIM, "pgd": PGD}
 
 __all__ = ["Attack", "FGSM", "RFGSM", "BIM", "PGD", "ATTACKS", "GRAD_MODES", "gradient", "is_spiking",
            "resolve_grad_mode", "attack_objective", "kurakin_steps"]
+from .. import adaptive as _adaptive  # noqa: E402,F401  (registers the "rate", "rga" and "ann_proxy" gradient modes)
