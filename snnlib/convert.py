@@ -67,7 +67,10 @@ def balance_thresholds(net: VGG, images: Tensor, T: int, seed: int = 0, time_chu
                         li += 1
                 done += n
         if not peak > 0:
-            raise RuntimeError(f"threshold balancing found no positive current at layer {layer}: is the ANN trained?")
+            raise RuntimeError(
+                f"threshold balancing found no positive input current at spiking layer {layer + 1} within T={T} "
+                f"timesteps on {images.shape[0]} images: the earlier layers never made it fire. Increase the "
+                f"balancing timesteps (each spiking layer adds one step of delay) or train the ANN longer.")
         th.append(float(peak))
     net.train(was_training)
     return th

@@ -287,3 +287,86 @@ def series(rows: Sequence[Mapping[str, Any]], x_key: str, entry: str, **where) -
             acc = r[entry] if entry == "clean" else r[entry]["adversarial"]
             out.append((r[x_key], acc))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------- adaptive
+def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> Dict[str, Attack]:
+    """The papers' attacks next to the adaptive ones for one target, as {table name: Attack}.
+
+    SNNs: PGD-7 with Algorithm 1 (the papers'), PGD with EOT over Poisson draws, rate-based PGD (BPTR, RGA), PGD
+    through the ANN of the same weights (BPDA), PGD through each other surrogate, long PGD with restarts, and the
+    papers' black-box transfers (from the twin of the same kind and from the twin ANN).  ANN: PGD-7, long PGD with
+    restarts and the transfer from the twin ANN.
+    """
+    from .adaptive import default_alpha, surrogate_variants
+    from .attacks import PGD, FGSM
+    P = ctx.params
+    eps, alpha, steps = float(eps_255) / 255, float(P["pgd_alpha"]) / 255, int(P["pgd_steps"])
+    L, R, seed = int(P["long_pgd_steps"]), int(P["restarts"]), int(P["eval_seed"])
+    long_alpha = default_alpha(eps, L)
+    twin = ctx.twin.kinds()[kind]
+    out: Dict[str, Attack] = {}
+    if not isinstance(model, SpikingVGG):
+        out[f"FGSM (paper)"] = FGSM(model, eps, seed=seed)
+        out[f"PGD-{steps} (paper)"] = PGD(model, eps, alpha=alpha, steps=steps, seed=seed)
+        out[f"PGD-{L}x{R}"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, seed=seed)
+        out[f"PGD-{steps} transfer from twin ANN"] = PGD(twin, eps, alpha=alpha, steps=steps, seed=seed)
+        return out
+    out["FGSM Alg.1 (paper)"] = FGSM(model, eps, grad_mode="algorithm1", seed=seed)
+    out[f"PGD-{steps} Alg.1 (paper)"] = PGD(model, eps, alpha=alpha, steps=steps, grad_mode="algorithm1", seed=seed)
+    out[f"PGD-{steps} EOT-{P['eot_samples']}"] = PGD(model, eps, alpha=alpha, steps=steps, grad_mode="bptt",
+                                                     eot=int(P["eot_samples"]), seed=seed)
+    out[f"PGD-{L} rate (BPTR)"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="rate", seed=seed)
+    out[f"PGD-{L} rate (RGA)"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="rga", seed=seed)
+    out[f"PGD-{L} ANN proxy (BPDA)"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="ann_proxy",
+                                           seed=seed)
+    own = repr(model.surrogate)
+    for key, variant in surrogate_variants(model, tuple(P["surrogates"])).items():
+        if key != own:
+            out[f"PGD-{steps} surrogate {key}"] = PGD(variant, eps, alpha=alpha, steps=steps, grad_mode="bptt",
+                                                      seed=seed)
+    out[f"PGD-{L}x{R} BPTT"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="bptt", seed=seed)
+    out[f"PGD-{steps} transfer from twin {kind}"] = PGD(twin, eps, alpha=alpha, steps=steps, seed=seed,
+                                                        grad_mode="algorithm1")
+    out[f"PGD-{steps} transfer from twin ANN"] = PGD(ctx.twin.ann, eps, alpha=alpha, steps=steps, seed=seed)
+    return out
+
+
+def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> Dict[str, Any]:
+    """Worst case over :func:`adaptive_attacks` and the masking checks for one target, on the adaptive images.
+
+    Returns {'worst_case': Accuracy dict, 'per_attack': {name: Accuracy dict}, 'strongest', 'unique', 'clean',
+    'checks': [Check dicts], 'badge': str, 'acc_by_eps': {eps_255: Accuracy dict} of the papers' PGD}.
+    """
+    from .adaptive import evaluate_worst_case
+    from .masking import badge, run_checks
+    from .attacks import PGD
+    P = ctx.params
+    n = int(P["adaptive_images"])
+    x, y = ctx.x[:n], ctx.y[:n]
+    attacks = adaptive_attacks(ctx, kind, model, eps_255)
+    wc = evaluate_worst_case(model, attacks, x, y, eval_seed=P["eval_seed"])
+    paper_pgd = next(k for k in attacks if k.startswith("PGD-") and "paper" in k)
+    paper_fgsm = next((k for k in attacks if k.startswith("FGSM")), None)
+    transfer = next(k for k in attacks if "transfer from twin" in k and not k.endswith("twin ANN")) \
+        if isinstance(model, SpikingVGG) else next(k for k in attacks if "transfer" in k)
+    # accuracy against epsilon for the papers' PGD, up to the large budgets (does it reach zero?)
+    grad_mode = "algorithm1" if isinstance(model, SpikingVGG) else "autograd"
+    acc_by_eps = {float(eps_255): wc.per_attack[paper_pgd]}
+    for e in sorted(set(float(v) for v in list(P["eps_list"]) + list(P["large_eps"]))):
+        if e == float(eps_255):
+            continue
+        atk = PGD(model, e / 255, alpha=max(float(P["pgd_alpha"]), e / 4) / 255, steps=int(P["pgd_steps"]),
+                  grad_mode=grad_mode, seed=int(P["eval_seed"]))
+        adv_pred = predict(model, atk(x, y), seed=P["eval_seed"])
+        acc_by_eps[e] = accuracy_from_counts(int((adv_pred == y).sum()), len(y))
+    zero = attacks[paper_pgd].input_gradient(x, y)[0].flatten(1).abs().amax(1).eq(0).float().mean().item()
+    checks = run_checks(whitebox=wc.per_attack[paper_pgd], blackbox=wc.per_attack[transfer],
+                        fgsm=wc.per_attack[paper_fgsm] if paper_fgsm else None, pgd=wc.per_attack[paper_pgd],
+                        acc_by_eps={e / 255: a for e, a in acc_by_eps.items()}, zero_grad_share=zero,
+                        model=model if isinstance(model, SpikingVGG) else None, x=x, y=y)
+    d = wc.to_dict()
+    return dict(kind=kind, n=n, eps_255=float(eps_255), clean=d["clean"], per_attack=d["per_attack"],
+                worst_case=d["worst"], strongest=d["strongest"], unique=d["unique"], seconds=d["seconds"],
+                acc_by_eps={str(k): v.to_dict() for k, v in acc_by_eps.items()},
+                checks=[c.to_dict() for c in checks], badge=badge(checks), paper_attack=paper_pgd)

@@ -268,6 +268,12 @@ _PARAM_LIST = [
        "snnlib.neurons.SURROGATES (linear, fast_sigmoid, arctan, rectangle)",
        "surrogate-gradient functions compared for the attack",
        _list_check(_surrogate_check, unique=True), ["06_gradient_masking"]),
+    _p("adaptive_images", "int", "an integer >= 1 and <= attack_images",
+       "attacked images for the adaptive attacks (the first of the attack images)", _int_check(1),
+       ["06_gradient_masking"]),
+    _p("large_eps", "list[number]", "a list of numbers in (0, 255]",
+       "extra large budgets (in 1/255) for the does-accuracy-reach-zero check",
+       _list_check(_number_check(0, 255)), ["06_gradient_masking"]),
 ]
 
 #: Schema of every settable parameter: name -> :class:`Param`.
@@ -463,6 +469,9 @@ def _cross_checks(where: str, nb: str, p: Mapping[str, Any], errors: list[str]) 
         errors.append(f"{where}, notebook {nb}: attack_images={p['attack_images']} exceeds "
                       f"n_test={p['n_test']}; allowed: attack_images <= n_test (attacked "
                       "images are taken from the evaluated test images)")
+    if "adaptive_images" in p and p["adaptive_images"] > p["attack_images"]:
+        errors.append(f"{where}, notebook {nb}: adaptive_images={p['adaptive_images']} exceeds "
+                      f"attack_images={p['attack_images']}; allowed: adaptive_images <= attack_images")
     if p["balance_images"] > p["n_train"]:
         errors.append(f"{where}, notebook {nb}: balance_images={p['balance_images']} exceeds "
                       f"n_train={p['n_train']}; allowed: balance_images <= n_train")
