@@ -10,11 +10,8 @@ import yaml
 from snnlib import profiles as P
 from snnlib.profiles import KNOWN_PARAMS, NOTEBOOKS, ProfileError, load_profile
 
-SMOKE = dict(n_train=256, n_test=64, attack_images=32, batch_size=64, epochs_ann=1,
-             epochs_snn=1, T_conv=16, T_bp=8, balance_T=16, balance_images=64,
-             model_seeds=[0, 1], eps_list=[8, 16, 32], pgd_steps=3, pgd_alpha=2,
-             dataset="cifar10", arch="vgg5", leak_bp=0.99, threshold_scale_bp=0.7, eval_seed=0,
-             device="auto")
+# what each profile must be, as invariants (not a copy of the file)
+FAITHFUL = dict(dataset="cifar10", arch="vgg5", leak_bp=0.99, threshold_scale_bp=0.7, pgd_alpha=2)
 
 
 def test_all_profiles_load_and_cover_every_notebook():
@@ -30,15 +27,23 @@ def test_all_profiles_load_and_cover_every_notebook():
 
 
 def test_profile_values():
+    for name in ("smoke", "laptop", "paper"):
+        common = load_profile(name)["common"]
+        for k, v in FAITHFUL.items():      # the papers' setup is the default everywhere
+            assert common[k] == v, (name, k)
+        assert 8 in common["eps_list"], name  # the released code's default budget is always measured
+        assert len(set(common["model_seeds"])) >= 2
     smoke = load_profile("smoke")
-    for k, v in SMOKE.items():
-        assert smoke["common"][k] == v, k
-    nbs = smoke["notebooks"]
-    assert nbs["02_discretization"]["T_list"] == [4, 8]
-    assert nbs["02_discretization"]["quant_bits"] == [None, 2]
-    assert nbs["03_leak"]["leak_list"] == [1.0, 0.9]
-    assert nbs["06_gradient_masking"]["surrogates"] == ["linear", "arctan"]
+    c = smoke["common"]
+    assert c["n_train"] <= 512 and c["n_test"] <= 128 and c["epochs_ann"] <= 1 and c["epochs_snn"] <= 1
     assert max(smoke["estimate_s"].values()) <= 120
+    # VGG5's five spiking layers delay the output by 5 steps: every swept T must exceed it
+    for name in ("smoke", "laptop", "paper"):
+        nbs = load_profile(name)["notebooks"]
+        assert min(nbs["02_discretization"]["T_list"]) > 5, name
+        assert None in nbs["02_discretization"]["quant_bits"]
+        assert 1.0 in nbs["03_leak"]["leak_list"]
+        assert "linear" in nbs["06_gradient_masking"]["surrogates"]
     laptop = load_profile("laptop")
     assert laptop["common"]["data_source"] == "subset"
     assert (laptop["common"]["n_train"], laptop["common"]["n_test"]) == (5438, 1017)
@@ -46,6 +51,7 @@ def test_profile_values():
     paper = load_profile("paper")
     assert paper["common"]["device"] == "cuda" and paper["common"]["T_bp"] == 175
     assert paper["common"]["n_train"] == 50000 and paper["common"]["T_conv"] == 2000
+    assert paper["common"]["pgd_steps"] == 7 and {8, 16, 32} <= set(paper["common"]["eps_list"])
 
 
 def test_overrides_common_and_extras():
@@ -95,7 +101,7 @@ def _raw():
     (lambda r: r["profiles"]["laptop"]["common"].update(T_conv="64"),
      ["'laptop'", "common.T_conv", "'64' (str)", "integer >= 1"]),
     (lambda r: r["profiles"]["smoke"]["common"].update(n_test=8),
-     ["'smoke'", "attack_images=32 exceeds n_test=8"]),
+     ["'smoke'", "attack_images=16 exceeds n_test=8"]),
     (lambda r: r["profiles"]["smoke"]["common"].pop("arch"),
      ["'smoke'", "missing parameter(s) arch"]),
     (lambda r: r["profiles"]["smoke"]["notebooks"]["03_leak"].pop("leak_list"),

@@ -153,7 +153,7 @@ def test_run_in_place_then_resume(capsys, tmp_path, book):
     data = json.loads((res / "02_discretization.json").read_text())
     assert data["T_bp"] == 5 and data["parameters"]["profile"] == "smoke"
     inj = _injected(book / "02_discretization.ipynb")
-    assert len(inj) == 1 and "T_bp = 5" in inj[0] and "T_list = [4, 8]" in inj[0]
+    assert len(inj) == 1 and "T_bp = 5" in inj[0] and "T_list = [6, 8]" in inj[0]
     assert f"results_dir = \"{res}\"" in inj[0] or f"results_dir = '{res}'" in inj[0]
     meta = nbformat.read(str(book / "01_models.ipynb"), as_version=4).metadata["papermill"]
     assert ".running" not in meta["output_path"]
