@@ -193,32 +193,33 @@ def lif_step(current: Tensor, state: Optional[LIFState], threshold: Union[float,
 
 # ----------------------------------------------------------------------------------------------- fused multi-step
 # Backends of the per-step elementwise update in ``_forward_loop`` and ``_LIFMultiStep.backward``:
-#   "eager"   — (default) in-place ATen ops on preallocated buffers laid out like the input current;
+#   "eager"   — in-place ATen ops on preallocated buffers laid out like the input current;
 #   "compile" — each step is one fused ``torch.compile`` (inductor) kernel that reads the membrane and the input
-#               once and writes the spikes, the membrane and (for BPTT) the normalised membrane in one pass.
-#               Same arithmetic in the same order (inductor keeps -ffp-contract=off), so the numbers are identical
-#               (checked bit for bit against "eager" for every reset/delay/leak/surrogate combination);
-#   "auto"    — "compile" for the BPTT path (spikes that need a gradient) of float32 layers with at least
-#               ``_COMPILE_MIN_NUMEL`` neurons per step (VGG conv layers at batch >= 16-32), "eager" otherwise, so
-#               inference and small problems (tests, tiny batches) never pay the compilation.
-# Measured on this project's shared 2-core CPU (T=25, batch 64, see snnlib/bench.py): the fused kernel is ~2x faster
-# than "eager" for the LIF update alone and gives ~+10-50 % BPTT throughput, but inside a VGG5 *forward* (convolution
-# bound) it is on par with "eager"; each kernel variant costs 5-25 s of compilation once per process.  So it is
-# opt-in ("eager" is the default).  Any compilation failure (no C++ compiler, unsupported platform, ...) warns once
-# and falls back to "eager" for the rest of the process.  Select with ``set_lif_backend`` or the environment
-# variable SNNLIB_LIF_BACKEND.
+#               once and writes the spikes, the membrane and (for BPTT) the normalised membrane in one pass; the
+#               backward step is one kernel too.  Same arithmetic in the same order (inductor keeps
+#               -ffp-contract=off), so the numbers are identical: checked bit for bit against "eager" for every
+#               reset/delay/leak/surrogate combination (tests/test_models.py guards one);
+#   "auto"    — (default) "compile" for float32 sequences with at least ``_COMPILE_MIN_NUMEL`` neurons per step
+#               (VGG5 conv layers at batch >= 16), "eager" for smaller ones, so that tests and tiny batches never
+#               pay the compilation.
+# Measured on this project's shared 2-core CPU (VGG5, T=25, batch 64; snnlib/bench.py): the fused kernel halves the
+# cost of the LIF update; on a quiet machine a whole forward is on par with "eager" (convolution bound) and BPTT
+# gains ~20 %; under load (other jobs on the cores) fewer, larger kernels win by 50-80 % for both.  Compilation
+# costs 5-25 s once per process and kernel variant (less with inductor's on-disk cache).  Any compilation failure
+# (no C++ compiler, unsupported platform, ...) warns once and falls back to "eager" for the rest of the process.
+# Select with ``set_lif_backend`` or the environment variable SNNLIB_LIF_BACKEND (eager | compile | auto).
 LIF_BACKENDS = ("auto", "eager", "compile")
 _COMPILE_MIN_NUMEL = 1 << 20
-_backend = os.environ.get("SNNLIB_LIF_BACKEND", "eager").strip().lower() or "eager"
+_backend = os.environ.get("SNNLIB_LIF_BACKEND", "auto").strip().lower() or "auto"
 if _backend not in LIF_BACKENDS:
-    warnings.warn(f"SNNLIB_LIF_BACKEND={_backend!r} is not one of {LIF_BACKENDS}; using 'eager'")
-    _backend = "eager"
+    warnings.warn(f"SNNLIB_LIF_BACKEND={_backend!r} is not one of {LIF_BACKENDS}; using 'auto'")
+    _backend = "auto"
 _compiled: Dict[tuple, Callable] = {}
 _compile_broken: Optional[str] = None
 
 
-def set_lif_backend(backend: str = "eager") -> str:
-    """Choose how LIF layers update their neurons each step: "eager" (default), "compile" or "auto".
+def set_lif_backend(backend: str = "auto") -> str:
+    """Choose how LIF layers update their neurons each step: "auto" (default), "eager" or "compile".
 
     Returns the previous setting.  The result of a simulation does not depend on the backend, only its speed.
     """
@@ -290,6 +291,16 @@ def _get_compiled(fn: Callable, key: tuple) -> Callable:
     """``torch.compile(fn)`` for one variant; each variant gets its own code object, hence its own dynamo cache
     (so the variants never crowd each other out of dynamo's per-function recompile limit)."""
     if key not in _compiled:
+        if not _compiled:  # its import logs a "No CUDA runtime" warning on CPU-only machines: keep notebooks clean
+            import importlib
+            import logging
+            log = logging.getLogger("torch.utils.cpp_extension")
+            level = log.level
+            log.setLevel(logging.ERROR)
+            try:
+                importlib.import_module("torch.utils.cpp_extension")
+            finally:
+                log.setLevel(level)
         tag = "_".join(str(k).replace(".", "_") for k in key)
         code = fn.__code__.replace(co_name=f"{fn.__name__}__{tag}")
         clone = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
@@ -297,13 +308,13 @@ def _get_compiled(fn: Callable, key: tuple) -> Callable:
     return _compiled[key]
 
 
-def _use_compiled(x: Tensor, bptt: bool) -> bool:
-    """Whether this (T, ...) sequence gets the compiled update; ``bptt``: the gradient path (forward and backward)."""
+def _use_compiled(x: Tensor) -> bool:
+    """Whether this (T, ...) sequence gets the compiled update."""
     if _compile_broken is not None or _backend == "eager":
         return False
     if _backend == "compile":
         return True
-    return bptt and x.dtype == torch.float32 and x[0].numel() >= _COMPILE_MIN_NUMEL
+    return x.dtype == torch.float32 and x[0].numel() >= _COMPILE_MIN_NUMEL
 
 
 def _compile_failed(exc: BaseException) -> None:
@@ -360,7 +371,7 @@ def _forward_loop(current: Tensor, threshold, leak: float, reset: str, delay: bo
     u = torch.zeros_like(current[0]) if u0 is None else u0.clone()
     spikes = torch.empty_like(current)
     vs = torch.empty_like(current) if keep_v else None
-    if _use_compiled(current, keep_v):
+    if _use_compiled(current):
         try:
             subtract = reset == "subtract"
             step = _get_compiled(_fwd_step, ("fwd", current.dtype, current.dim(), keep_v, subtract, delay))
@@ -411,7 +422,7 @@ class _LIFMultiStep(torch.autograd.Function):
         else:
             plan = [(grad_in[t], grad_in[t + 1] if t + 1 < T else zero, t) for t in range(T - 1, -1, -1)]
         step = None
-        if _use_compiled(vs, True):
+        if _use_compiled(vs):
             try:
                 step = _get_compiled(_bwd_step, ("bwd", vs.dtype, vs.dim(), subtract, type(sg).__name__))
                 th_c = torch.tensor(th, dtype=vs.dtype, device=vs.device)
