@@ -22,7 +22,10 @@ def _finish(fig, ax, title: str, note: Optional[str]):
     ax.set_title(title, fontsize=11)
     if note:
         fig.text(0.01, 0.005, note, fontsize=7, color="0.35", ha="left", va="bottom", wrap=True)
-        fig.subplots_adjust(bottom=0.22)
+        height = fig.get_size_inches()[1]
+        fig.tight_layout(rect=(0, min(0.3, 0.75 / height), 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -84,8 +87,8 @@ def heatmap(matrix: Sequence[Sequence[Mapping[str, float]]], rows: Sequence[str]
             note: Optional[str] = None, xlabel: str = "target", ylabel: str = "source (crafted on)"):
     """Accuracy heatmap (percent) with each cell annotated ``value [low, high]``."""
     vals = np.array([[100 * c["value"] for c in r] for r in matrix])
-    fig, ax = plt.subplots(figsize=(1.9 * len(cols) + 2.5, 0.9 * len(rows) + 2))
-    im = ax.imshow(vals, vmin=0, vmax=100, cmap="viridis")
+    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 3.5, 0.6 * len(rows) + 2.4))
+    im = ax.imshow(vals, vmin=0, vmax=100, cmap="viridis", aspect="auto")
     for i, r in enumerate(matrix):
         for j, c in enumerate(r):
             ax.text(j, i, f"{100 * c['value']:.1f}\n[{100 * c['low']:.1f}, {100 * c['high']:.1f}]", ha="center",
