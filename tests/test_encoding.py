@@ -6,13 +6,6 @@ import torch
 from snnlib.encoding import DirectEncoder, PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine has 2 shared cores: a second OpenMP thread waits on busy cores (10x slower under load)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _pixels(n=6, seed=0):

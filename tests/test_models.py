@@ -7,13 +7,6 @@ from snnlib.models import ARCHS, VGG, SpikingVGG, build_ann
 from snnlib.neurons import lif_multistep
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine has 2 shared cores: a second OpenMP thread waits on busy cores (10x slower under load)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
