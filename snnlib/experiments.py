@@ -8,6 +8,7 @@ chapters that need the same attack (e.g. white-box PGD at 8/255) craft it once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -173,8 +174,11 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
 
 
 def _adv_cached(ctx: Context, source_key: Dict[str, Any], attack: Attack, x: Tensor, y: Tensor) -> Tensor:
-    cfg = dict(source=source_key, attack=attack.config(), images=ctx.attack_split.info()["indices_sha256"]
-               if ctx.attack_split is not None and len(x) == len(ctx.y) else config_key({"x": x.sum().item()}))
+    if ctx.attack_split is not None and x is ctx.x:
+        images = ctx.attack_split.info()["indices_sha256"]
+    else:
+        images = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    cfg = dict(source=source_key, attack=attack.config(), images=images)
 
     def build():
         return {"x_adv": attack(x, y).cpu()}
