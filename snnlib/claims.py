@@ -217,16 +217,24 @@ def _c_layers(R):
     snn = {k: v for k, v in pert.items() if k != "ANN"}
     if not ann or not snn:
         return NOT_RUN, "chapter 3 has no layer-wise perturbation"
-    last_ann = ann[-1]
-    worse = {k: v[-1] for k, v in snn.items()}
-    text = (f"relative perturbation at the last spiking layer: ANN {last_ann:.3f}; "
-            + ", ".join(f"{k} {v:.3f}" for k, v in worse.items()) + " (one batch, no interval)")
-    vals = [last_ann] + list(worse.values())
-    if any(v is None or v != v for v in vals):
-        return INCONCLUSIVE, text + "; a layer is silent (no spikes), so the ratio is undefined"
-    if all(v < last_ann for v in worse.values()):
+    nan = float("nan")
+    num = lambda z: nan if z is None else float(z)  # nan is stored as null in JSON
+
+    def last(v):
+        d = v[-1] if isinstance(v[-1], dict) else dict(mean=v[-1], low=v[-1], high=v[-1])
+        return {k: num(d.get(k)) for k in ("mean", "low", "high")}
+
+    a = last(ann)
+    others = {k: last(v) for k, v in snn.items()}
+    f = lambda d: f"{d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+    text = (f"relative perturbation at the last spiking layer (mean, 95% interval over images): ANN {f(a)}; "
+            + ", ".join(f"{k} {f(v)}" for k, v in others.items()))
+    vals = [a] + list(others.values())
+    if any(v["mean"] != v["mean"] or v["low"] != v["low"] for v in vals):
+        return INCONCLUSIVE, text + "; a layer is silent (no spikes) or has one active image, so it is undefined"
+    if all(v["high"] < a["low"] for v in others.values()):
         return SUPPORTED, text
-    if all(v > last_ann for v in worse.values()):
+    if all(v["low"] > a["high"] for v in others.values()):
         return CONTRADICTED, text
     return INCONCLUSIVE, text
 

@@ -240,10 +240,12 @@ def main_eps(params: Mapping[str, Any]) -> float:
 
 # ----------------------------------------------------------------------------------------------------- layers
 @torch.no_grad()
-def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0) -> List[float]:
-    """Relative perturbation ||a_l(x_adv) - a_l(x)|| / ||a_l(x)|| (norms over the batch) at every spiking layer.
+def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0) -> List[Dict[str, float]]:
+    """Relative perturbation ||a_l(x_adv) - a_l(x)|| / ||a_l(x)|| of every spiking layer (claim 10), per image.
 
-    ANN: post-ReLU activations; SNN: time-averaged spike rates (same Poisson draws for x and x_adv).
+    ANN: post-ReLU activations; SNN: time-averaged spike rates (same Poisson draws for x and x_adv).  Returns one
+    dict per layer: mean over the images whose clean activity is non-zero, a normal-approximation 95 % interval
+    (low, high) and n; mean is nan when the layer is silent for every image.
     """
     was = model.training
     model.eval()
@@ -262,8 +264,16 @@ def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0
     model.train(was)
     out = []
     for a, b in zip(clean, adv):
-        den = float(a.norm())
-        out.append(float((b - a).norm()) / den if den > 0 else float("nan"))  # nan: the layer is silent
+        den = a.flatten(1).norm(dim=1)
+        ok = den > 0
+        ratio = (b - a).flatten(1).norm(dim=1)[ok] / den[ok]
+        n = int(ok.sum())
+        if n == 0:
+            out.append(dict(mean=float("nan"), low=float("nan"), high=float("nan"), n=0))
+            continue
+        m = float(ratio.mean())
+        half = 1.96 * float(ratio.std()) / n ** 0.5 if n > 1 else float("nan")
+        out.append(dict(mean=m, low=m - half, high=m + half, n=n))
     return out
 
 

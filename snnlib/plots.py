@@ -124,11 +124,18 @@ def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], titl
     return fig
 
 
-def perturbation_lines(series: Mapping[str, Sequence[float]], title: str, note: Optional[str] = None):
-    """Relative perturbation per spiking layer, one line per model."""
+def perturbation_lines(series: Mapping[str, Sequence[Mapping[str, float]]], title: str, note: Optional[str] = None):
+    """Relative perturbation per spiking layer with its 95 % interval, one line per model.
+
+    series[label] = [{'mean', 'low', 'high'} per layer] (nan for a silent layer).
+    """
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, vals in series.items():
-        ax.plot(np.arange(1, len(vals) + 1), vals, marker="o", label=label)
+        m = np.array([v["mean"] for v in vals], dtype=float)
+        lo = np.array([v["low"] for v in vals], dtype=float)
+        hi = np.array([v["high"] for v in vals], dtype=float)
+        err = np.nan_to_num(np.vstack([m - lo, hi - m]), nan=0.0)
+        ax.errorbar(np.arange(1, len(vals) + 1), m, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xlabel("spiking layer (1 = first conv)")
     ax.set_ylabel("relative perturbation ||a(x_adv) - a(x)|| / ||a(x)||")
     ax.grid(alpha=0.3)

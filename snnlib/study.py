@@ -51,6 +51,9 @@ __all__ = ["main", "parse_param", "repo_root", "LOG_NAME"]
 #: Runner log file name inside the results folder.
 LOG_NAME = "_study_log.json"
 
+#: Notebooks that train nothing and summarise the others: ordered after them, no train units.
+AGGREGATE_NOTEBOOKS = ("07_summary",)
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -226,6 +229,46 @@ class _Plan:
         self.log_path = self.results_dir / LOG_NAME
         self.log = _read_json(self.log_path) or {}
 
+        # executor
+        self.executor = args.executor
+        local = self.executor == "local"
+        misplaced = [flag for flag, val, ok in (
+            ("--scheduler", args.scheduler, self.executor == "dask"),
+            ("--workers", args.workers, self.executor == "dask"),
+            ("--partition", args.partition, self.executor == "slurm"),
+            ("--time", args.time, self.executor == "slurm"),
+            ("--gpus-per-node", args.gpus_per_node, self.executor == "slurm"),
+            ("--cpus-per-task", args.cpus_per_task, self.executor == "slurm"),
+            ("--slurm-arg", args.slurm_arg, self.executor == "slurm"),
+        ) if val is not None and not ok]
+        if misplaced:
+            raise UsageError(f"{', '.join(misplaced)} only apply with --executor "
+                             + ("dask" if misplaced[0] in ("--scheduler", "--workers")
+                                else "slurm") + f" (got --executor {self.executor})")
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers {args.workers}: allowed: an integer >= 1")
+        if args.retries is not None and args.retries < 0:
+            raise UsageError(f"--retries {args.retries}: allowed: an integer >= 0")
+        self.retries = args.retries if args.retries is not None else (0 if local else 1)
+        self.train_units = not local and not args.no_train_units
+        try:
+            from .executors import parse_slurm_time
+            self.time_min = parse_slurm_time(args.time)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self.slurm_extra: dict[str, str] = {}
+        for item in args.slurm_arg or []:
+            k, sep, v = item.partition("=")
+            if not sep or not k.strip().lstrip("-"):
+                raise UsageError(f"--slurm-arg {item!r}: expected key=value (e.g. "
+                                 "--slurm-arg account=myproj --slurm-arg mem=32G)")
+            self.slurm_extra[k.strip().lstrip("-")] = v.strip()
+        if local:
+            self.unit_cache = self.cache_dir
+        else:   # workers must all use the same (shared) cache: always pass it explicitly
+            from .artifacts import cache_dir as _default_cache
+            self.unit_cache = Path(os.path.abspath(self.cache_dir or _default_cache()))
+
     # -- per notebook -------------------------------------------------------------------------
     def input_path(self, nb: str) -> Path:
         return self.book_dir / f"{nb}.ipynb"
@@ -260,9 +303,11 @@ class _Plan:
             return float(e["wall_time_s"]), "last run (runner)"
         return self.profile["estimate_s"][nb], "profile estimate"
 
-    def rerun_command(self, nb: str) -> str:
+    def rerun_command(self, nb: str | Sequence[str]) -> str:
         a = self.args
-        cmd = ["python", "-m", "snnlib.study", "run", "--profile", a.profile, "--only", nb]
+        nbs = [nb] if isinstance(nb, str) else list(nb)
+        cmd = ["python", "-m", "snnlib.study", "run", "--profile", a.profile,
+               "--only", ",".join(nbs)]
         for item in a.param or []:
             cmd += ["-p", item]
         for flag, val in (("--book-dir", a.book_dir), ("--out-dir", a.out_dir),
@@ -270,7 +315,97 @@ class _Plan:
                           ("--cache-dir", a.cache_dir), ("--profiles-file", a.profiles_file)):
             if val:
                 cmd += [flag, str(val)]
+        if a.executor != "local":
+            cmd += ["--executor", a.executor]
+            for flag, val in (("--scheduler", a.scheduler), ("--workers", a.workers),
+                              ("--retries", a.retries), ("--partition", a.partition),
+                              ("--time", a.time), ("--gpus-per-node", a.gpus_per_node),
+                              ("--cpus-per-task", a.cpus_per_task)):
+                if val is not None:
+                    cmd += [flag, str(val)]
+            for item in a.slurm_arg or []:
+                cmd += ["--slurm-arg", item]
+            if a.no_train_units:
+                cmd += ["--no-train-units"]
         return shlex.join(cmd)
+
+    # -- units --------------------------------------------------------------------------------
+    def unit_env(self) -> dict[str, str]:
+        env = {"PYTHONPATH": os.pathsep.join(
+            [str(self.root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
+                                else []))}
+        if self.unit_cache is not None:
+            env["SNNLIB_CACHE"] = str(self.unit_cache)
+        return env
+
+    def units(self, todo: Sequence[str] | None = None) -> list:
+        """The grid: train units (per model configuration and seed) then notebook units.
+
+        ``todo``: the notebooks that will run (default: all selected); train units are made only
+        for those.
+        """
+        from .executors import NOTEBOOK, TRAIN, Unit
+
+        todo = list(self.notebooks if todo is None else todo)
+        env = self.unit_env()
+        train: dict[str, Any] = {}
+        needs: dict[str, list[str]] = {}
+        if self.train_units:
+            from .artifacts import config_key
+            from .pipeline import PIPELINE_KEYS
+
+            for nb in todo:
+                if nb in AGGREGATE_NOTEBOOKS:
+                    continue
+                p = self.profile["notebooks"][nb]
+                mp = {k: p[k] for k in PIPELINE_KEYS}
+                mp["device"] = p["device"]
+                for seed in p["model_seeds"][:2]:
+                    key = config_key({**mp, "seed": seed})
+                    uid = f"train/seed{seed}-{key[:10]}"
+                    needs.setdefault(nb, []).append(uid)
+                    if uid not in train:
+                        train[uid] = (seed, mp, key)
+            labels = {}
+            for uid, (seed, mp, key) in train.items():
+                same_seed = sum(1 for s2, _, _ in train.values() if s2 == seed)
+                labels[uid] = f"train seed {seed}" + (f" ({key[:6]})" if same_seed > 1 else "")
+        units = []
+        est_train = self.profile["estimate_s"].get("01_models", 60.0)
+        for uid, (seed, mp, key) in train.items():
+            units.append(Unit(id=uid, kind=TRAIN, label=labels[uid], env=env,
+                              spec={"params": mp, "seed": seed, "cwd": str(self.root),
+                                    "cache_dir": str(self.unit_cache) if self.unit_cache
+                                    else None},
+                              estimate_s=est_train))
+        nb_ids = [f"nb/{nb}" for nb in todo]
+        for nb in todo:
+            after = tuple(i for i in nb_ids if i != f"nb/{nb}") \
+                if nb in AGGREGATE_NOTEBOOKS else ()
+            est, _ = self.estimate(nb)
+            units.append(Unit(
+                id=f"nb/{nb}", kind=NOTEBOOK, label=nb, env=env, notebook=nb,
+                deps=tuple(needs.get(nb, ())), after=after, estimate_s=est,
+                spec={"input": str(self.input_path(nb)), "output": str(self.output_path(nb)),
+                      "parameters": self.params(nb), "kernel": self.args.kernel,
+                      "cwd": str(self.root),
+                      "failed_copy": str(self.results_dir / f"{nb}.failed.ipynb"),
+                      "log_output": bool(self.args.verbose)}))
+        return units
+
+    def slurm_folder(self) -> Path:
+        return self.results_dir / "_slurm"
+
+    def slurm_spec(self, unit) -> dict[str, Any]:
+        from .executors import slurm_job_spec
+
+        gpus = self.args.gpus_per_node
+        if gpus is None and self.profile["notebooks"].get(unit.notebook or "01_models", {}) \
+                .get("device") == "cuda":
+            gpus = 1
+        return slurm_job_spec(unit, folder=str(self.slurm_folder()), partition=self.args.partition,
+                              time_min=self.time_min, gpus_per_node=gpus,
+                              cpus_per_task=self.args.cpus_per_task, extra=self.slurm_extra)
 
     # -- log ----------------------------------------------------------------------------------
     def record(self, nb: str, entry: dict[str, Any]) -> None:
@@ -339,9 +474,43 @@ def _print_plan(plan: _Plan, out=None) -> float:
     if plan.unused:
         w(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected notebooks\n")
     problem = _cuda_problem(plan)
-    if problem:
+    if problem and plan.executor == "local":
         w(f"note: {problem}\n")
+    if plan.executor != "local":
+        _print_units(plan, out)
     return total
+
+
+def _print_units(plan: _Plan, out) -> None:
+    """Dry run of a cluster executor: the units, their dependencies and (SLURM) the job specs."""
+    w = out.write
+    todo = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
+    units = plan.units(todo)
+    w(f"\nExecutor {plan.executor}: {len(units)} unit(s), retries {plan.retries}, cache "
+      f"{plan.unit_cache} (SNNLIB_CACHE on every worker)\n")
+    if plan.executor == "dask":
+        where = plan.args.scheduler or (f"LocalCluster with {plan.args.workers or 'auto'} "
+                                        "worker process(es), 1 thread each")
+        w(f"  scheduler   : {where}\n")
+    width = max(len(u.label) for u in units) if units else 0
+    for i, u in enumerate(units, 1):
+        deps = ", ".join(d for d in u.deps) or "-"
+        extra = f"; after {len(u.after)} notebook(s)" if u.after else ""
+        w(f"  [{i}/{len(units)}] {u.kind:<8} {u.label:<{width}}  needs: {deps}{extra}\n")
+    if plan.executor == "slurm" and units:
+        from .executors import sbatch_preview
+
+        w(f"\nSLURM jobs (one per unit; submitit logs in {_rel(plan.slurm_folder(), plan.root)}/):\n")
+        for u in units:
+            spec = plan.slurm_spec(u)["parameters"]
+            flags = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in spec.items()
+                             if k not in ("setup", "additional_parameters"))
+            flags += "".join(f" --{k}={v}" for k, v in
+                             (spec.get("additional_parameters") or {}).items())
+            w(f"  sbatch {flags}   # {u.id}\n")
+        w(f"\nsbatch script of the first unit ({units[0].id}):\n")
+        w(sbatch_preview(plan.slurm_spec(units[0])))
+        w("\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,19 +536,31 @@ def _tidy_papermill_metadata(tmp: Path, in_path: Path, out_path: Path, root: Pat
     atomic_write_bytes(tmp, (nbformat.writes(nb) + "\n").encode("utf-8"))
 
 
-def _execute(plan: _Plan, nb: str) -> None:
-    """Run one notebook; replace the output only on success."""
+def execute_notebook(in_path: str | os.PathLike, out_path: str | os.PathLike,
+                     parameters: dict[str, Any], *, kernel: str = "python3",
+                     cwd: str | os.PathLike, failed_copy: str | os.PathLike,
+                     log_output: bool = False) -> None:
+    """Run one notebook with papermill; replace ``out_path`` only on success.
+
+    The executed copy goes to a temp file next to ``out_path`` (unique per process and host) that
+    is ``os.replace``-d onto it, so two runs of the same notebook never leave a half notebook.  On
+    failure the executed copy (with the traceback) is kept as ``failed_copy`` and
+    :class:`NotebookFailed` is raised.
+    """
+    import uuid
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    in_path, out_path = plan.input_path(nb), plan.output_path(nb)
+    in_path, out_path, failed_copy = Path(in_path), Path(out_path), Path(failed_copy)
+    root = Path(cwd)
+    nb = out_path.stem
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.parent / f".{nb}.running-{os.getpid()}.ipynb"
-    failed_copy = plan.results_dir / f"{nb}.failed.ipynb"
+    tmp = out_path.parent / f".{nb}.running-{os.getpid()}-{uuid.uuid4().hex[:8]}.ipynb"
     try:
         pm.execute_notebook(
-            str(in_path), str(tmp), parameters=plan.params(nb), kernel_name=plan.args.kernel,
-            cwd=str(plan.root), progress_bar=False, log_output=plan.args.verbose,
+            str(in_path), str(tmp), parameters=parameters, kernel_name=kernel,
+            cwd=str(root), progress_bar=False, log_output=log_output,
         )
     except PapermillExecutionError as e:
         index = _input_cell_index(tmp, e.cell_index)
@@ -399,13 +580,21 @@ def _execute(plan: _Plan, nb: str) -> None:
             tmp.unlink()
         raise
     try:
-        _tidy_papermill_metadata(tmp, in_path, out_path, plan.root)
+        _tidy_papermill_metadata(tmp, in_path, out_path, root)
         os.replace(tmp, out_path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
     with contextlib.suppress(OSError):
         failed_copy.unlink()
+
+
+def _execute(plan: _Plan, nb: str) -> None:
+    """Run one notebook of the plan; replace the output only on success."""
+    execute_notebook(plan.input_path(nb), plan.output_path(nb), plan.params(nb),
+                     kernel=plan.args.kernel, cwd=plan.root,
+                     failed_copy=plan.results_dir / f"{nb}.failed.ipynb",
+                     log_output=plan.args.verbose)
 
 
 def _input_cell_index(executed: Path, index: int) -> int:
@@ -449,13 +638,131 @@ def _cuda_problem(plan: _Plan) -> str | None:
             "run it on a GPU machine or pass -p device=auto (CPU: slow)")
 
 
+class _Printer:
+    """Prints the runner's lines from :func:`snnlib.executors.run_grid`'s callbacks and keeps the
+    study log up to date."""
+
+    def __init__(self, plan: _Plan, units: Sequence[Any]) -> None:
+        self.plan = plan
+        self.index = {u.id: i for i, u in enumerate(units, 1)}
+        self.n = len(units)
+        self.t_start = time.monotonic()
+        self.current: Any = None
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.local = plan.executor == "local"
+
+    def tag(self, st) -> str:
+        return f"[{self.index[st.unit.id]}/{self.n}] {st.unit.label}"
+
+    def started(self, st) -> None:
+        self.current = st
+        u = st.unit
+        if u.notebook and u.id not in self.entries:
+            p = self.plan
+            self.entries[u.id] = {
+                "parameters": p.params(u.notebook), "started_utc": _utc_now(),
+                "source_sha256": _source_hash(p.input_path(u.notebook)),
+                "input": _rel(p.input_path(u.notebook), p.root),
+                "output": _rel(p.output_path(u.notebook), p.root),
+                "executor": p.executor}
+        again = f" again (attempt {st.attempts} of {self.plan.retries + 1})" \
+            if st.attempts > 1 else ""
+        if self.local:
+            print(f"{self.tag(st)}: running{again} (estimate {_fmt_s(u.estimate_s)}) ...",
+                  flush=True)
+        else:
+            print(f"{self.tag(st)}: submitted{again}", flush=True)
+
+    def retrying(self, st, error) -> None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        host = getattr(error, "host", None)
+        print(f"{self.tag(st)}: attempt {st.attempts} failed"
+              + (f" on {host}" if host else "") + f" after {_fmt_s(time.monotonic() - st.started)}:"
+              f" {first}; retrying ({self.plan.retries + 1 - st.attempts} retr"
+              f"{'y' if self.plan.retries + 1 - st.attempts == 1 else 'ies'} left)",
+              file=sys.stderr, flush=True)
+
+    def finished(self, st) -> None:
+        from .executors import OK
+
+        p, u = self.plan, st.unit
+        wall = (st.result or {}).get("wall_time_s") if st.status == OK else None
+        if wall is None:
+            wall = time.monotonic() - (st.started or time.monotonic())
+        entry = self.entries.get(u.id)
+        extra = {"attempts": st.attempts}
+        if st.result and st.result.get("host"):
+            extra["host"] = st.result["host"]
+        if st.status == OK:
+            if entry is not None:
+                p.record(u.notebook, {**entry, "status": "ok", "wall_time_s": round(wall, 3),
+                                      "finished_utc": _utc_now(), **extra})
+            what = ""
+            if u.kind == "train":
+                trained = (st.result or {}).get("trained") or []
+                what = (f" ({len(trained)} artifact(s) trained)" if trained
+                        else " (all models were in the cache)")
+            host = f" on {st.result['host']}" if not self.local and st.result.get("host") else ""
+            print(f"{self.tag(st)}: ok in {_fmt_s(wall)}{what}{host} "
+                  f"(elapsed {_fmt_s(time.monotonic() - self.t_start)})", flush=True)
+            return
+        err = st.error
+        if entry is not None:
+            p.record(u.notebook, {**entry, "status": "failed", "wall_time_s": round(wall, 3),
+                                  "finished_utc": _utc_now(), "error": str(err), **extra})
+        tries = f" ({st.attempts} attempts)" if st.attempts > 1 else ""
+        print(f"{self.tag(st)}: FAILED{tries} after {_fmt_s(wall)}: {_err_text(err)}",
+              file=sys.stderr)
+        failed_copy = getattr(err, "failed_copy", None)
+        if failed_copy:
+            print(f"    executed copy with the traceback: {_rel(Path(failed_copy), p.root)}",
+                  file=sys.stderr)
+        if u.notebook:
+            print(f"    {_rel(p.output_path(u.notebook), p.root)} was left unchanged",
+                  file=sys.stderr)
+            print(f"    rerun only this notebook: {p.rerun_command(u.notebook)}",
+                  file=sys.stderr, flush=True)
+
+    def blocked(self, st) -> None:
+        print(f"{self.tag(st)}: not run: {st.note}", file=sys.stderr, flush=True)
+
+    def progress(self, counts, elapsed) -> None:
+        print(f"progress: {counts['done']}/{counts['total']} done, {counts['running']} running, "
+              f"{counts['failed']} failed, {counts['remaining']} remaining "
+              f"(elapsed {_fmt_s(elapsed)})", flush=True)
+
+
+def _err_text(err: Any) -> str:
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    if type(err).__name__ in ("UnitError",):
+        return text
+    return text if text.startswith(type(err).__name__) else f"{type(err).__name__}: {text}"
+
+
+def _make_executor(plan: _Plan):
+    from .executors import DaskExecutor, LocalExecutor, SlurmExecutor
+
+    if plan.executor == "local":
+        return LocalExecutor()
+    if plan.executor == "dask":
+        return DaskExecutor(plan.args.scheduler, plan.args.workers, worker_env=plan.unit_env())
+    if plan.executor == "slurm":
+        # the plan gives each job its parameters (time from the unit's estimate, GPUs for cuda)
+        return SlurmExecutor(str(plan.slurm_folder()), spec_for=plan.slurm_spec)
+    raise UsageError(f"unknown executor {plan.executor!r}")
+
+
 def _run(plan: _Plan) -> int:
+    from .executors import BLOCKED, FAILED, NOT_RUN, OK, SKIPPED, MissingExtra, run_grid
+
     missing = [nb for nb in plan.notebooks if not plan.input_path(nb).is_file()]
     if missing:
         raise UsageError("notebook(s) not found: " + ", ".join(
             _rel(plan.input_path(nb), plan.root) for nb in missing))
     problem = _cuda_problem(plan)
-    if problem:
+    if problem and plan.executor == "local":
         raise UsageError(problem)
     plan.results_dir.mkdir(parents=True, exist_ok=True)
     prof = plan.profile
@@ -466,67 +773,90 @@ def _run(plan: _Plan) -> int:
     if plan.unused:
         print(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected "
               "notebooks", flush=True)
-    env = {"PYTHONPATH": os.pathsep.join(
-        [str(plan.root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-    if plan.cache_dir is not None:
-        env["SNNLIB_CACHE"] = str(plan.cache_dir)
+    skip = [f"nb/{nb}" for nb in plan.notebooks if plan.args.resume and plan.is_done(nb)]
+    todo = [nb for nb in plan.notebooks if f"nb/{nb}" not in skip]
+    units = plan.units(todo)
+    # skipped notebooks keep their place in the numbering, as before
+    from .executors import NOTEBOOK, Unit
+    all_units = [u for u in units if u.kind != NOTEBOOK]
+    by_nb = {u.notebook: u for u in units if u.kind == NOTEBOOK}
+    for nb in plan.notebooks:
+        all_units.append(by_nb.get(nb) or Unit(id=f"nb/{nb}", kind=NOTEBOOK, label=nb, spec={},
+                                               notebook=nb))
+    printer = _Printer(plan, all_units)
+    for uid in skip:
+        print(f"[{printer.index[uid]}/{printer.n}] {uid[3:]}: skipped (done with the same "
+              "parameters; --resume)", flush=True)
 
+    env = plan.unit_env()
     t_start = time.monotonic()
-    failures: list[str] = []
-    done = skipped = 0
-    with _env(**env):
-        for i, nb in enumerate(plan.notebooks, 1):
-            tag = f"[{i}/{n}] {nb}"
-            params = plan.params(nb)
-            if plan.args.resume and plan.is_done(nb):
-                print(f"{tag}: skipped (done with the same parameters; --resume)", flush=True)
-                skipped += 1
-                continue
-            est, _ = plan.estimate(nb)
-            print(f"{tag}: running (estimate {_fmt_s(est)}) ...", flush=True)
-            t0 = time.monotonic()
-            entry = {"parameters": params, "started_utc": _utc_now(),
-                     "source_sha256": _source_hash(plan.input_path(nb)),
-                     "input": _rel(plan.input_path(nb), plan.root),
-                     "output": _rel(plan.output_path(nb), plan.root)}
-            try:
-                _execute(plan, nb)
-            except NotebookFailed as e:
-                wall = time.monotonic() - t0
-                plan.record(nb, {**entry, "status": "failed", "wall_time_s": round(wall, 3),
-                                 "finished_utc": _utc_now(), "error": str(e)})
-                print(f"{tag}: FAILED after {_fmt_s(wall)}: {e}", file=sys.stderr)
-                if e.failed_copy is not None:
-                    print(f"    executed copy with the traceback: "
-                          f"{_rel(e.failed_copy, plan.root)}", file=sys.stderr)
-                print(f"    {_rel(plan.output_path(nb), plan.root)} was left unchanged",
-                      file=sys.stderr)
-                print(f"    rerun only this notebook: {plan.rerun_command(nb)}",
-                      file=sys.stderr, flush=True)
-                failures.append(nb)
-                if not plan.args.keep_going:
-                    break
-                continue
-            except KeyboardInterrupt:
-                print(f"\n{tag}: interrupted; {_rel(plan.output_path(nb), plan.root)} left "
-                      "unchanged. Cached models are kept: rerun with --resume to continue.",
-                      file=sys.stderr, flush=True)
-                return EXIT_INTERRUPTED
-            wall = time.monotonic() - t0
-            plan.record(nb, {**entry, "status": "ok", "wall_time_s": round(wall, 3),
-                             "finished_utc": _utc_now()})
-            done += 1
-            print(f"{tag}: ok in {_fmt_s(wall)} (elapsed {_fmt_s(time.monotonic() - t_start)})",
-                  flush=True)
+    try:
+        executor = _make_executor(plan)
+    except MissingExtra as e:
+        raise UsageError(str(e)) from None
+    if plan.executor != "local":
+        print(f"Executor: {executor.describe()}; {len(units)} unit(s) "
+              f"({sum(u.kind == 'train' for u in units)} train, "
+              f"{sum(u.kind == NOTEBOOK for u in units)} notebook), retries {plan.retries}, "
+              f"artifact cache {plan.unit_cache}", flush=True)
+        if problem:
+            print(f"note: {problem} (fine when the workers have one)", flush=True)
+    try:
+        with _env(**env), executor:
+            states = run_grid(all_units, executor, retries=plan.retries,
+                              keep_going=plan.args.keep_going, reporter=printer,
+                              progress_every=plan.args.progress_every, skip=skip)
+    except KeyboardInterrupt:
+        cur = printer.current
+        nb = cur.unit.notebook if cur is not None else None
+        if nb:
+            print(f"\n{printer.tag(cur)}: interrupted; {_rel(plan.output_path(nb), plan.root)} "
+                  "left unchanged. Cached models are kept: rerun with --resume to continue.",
+                  file=sys.stderr, flush=True)
+        else:
+            print("\ninterrupted. Cached models are kept: rerun with --resume to continue.",
+                  file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     total = time.monotonic() - t_start
-    if failures:
-        not_run = n - done - skipped - len(failures)
-        print(f"Study {prof['name']!r}: {len(failures)} failed ({', '.join(failures)}), "
-              f"{done} ok, {skipped} skipped"
-              + (f", {not_run} not run" if not_run else "") + f" in {_fmt_s(total)}",
+
+    nb_states = [states[f"nb/{nb}"] for nb in plan.notebooks]
+    done = sum(s.status == OK for s in nb_states)
+    skipped = sum(s.status == SKIPPED for s in nb_states)
+    failed_units = [s for s in states.values() if s.status == FAILED]
+    failed_nbs = [s.unit.notebook for s in nb_states if s.status == FAILED]
+    blocked = [s.unit.notebook for s in nb_states if s.status == BLOCKED]
+    not_run = [s.unit.notebook for s in nb_states if s.status == NOT_RUN]
+    train = [s for s in states.values() if s.unit.kind == "train"]
+    train_txt = (f" (+{sum(s.status == OK for s in train)}/{len(train)} train unit(s) ok)"
+                 if train else "")
+    retried = [s for s in states.values() if s.status == OK and s.attempts > 1]
+    if retried:
+        print(f"note: {len(retried)} unit(s) succeeded after a retry: "
+              + ", ".join(f"{s.unit.label} ({s.attempts} attempts)" for s in retried), flush=True)
+    if failed_units or blocked or not_run:
+        parts = [f"{len(failed_units)} failed ({', '.join(s.unit.label for s in failed_units)})"
+                 if failed_units else "0 failed"]
+        parts.append(f"{done} ok")
+        parts.append(f"{skipped} skipped")
+        if blocked:
+            parts.append(f"{len(blocked)} blocked by a failed dependency ({', '.join(blocked)})")
+        if not_run:
+            parts.append(f"{len(not_run)} not run")
+        print(f"Study {prof['name']!r}: " + ", ".join(parts) + train_txt + f" in {_fmt_s(total)}",
               file=sys.stderr, flush=True)
+        if failed_units:
+            print("Failures:", file=sys.stderr)
+            for s in failed_units:
+                first = _err_text(s.error).splitlines()[0]
+                print(f"  {s.unit.label} ({s.attempts} attempt{'s' * (s.attempts > 1)}): {first}",
+                      file=sys.stderr)
+        rerun = [nb for nb in plan.notebooks if nb in set(failed_nbs + blocked + not_run)]
+        if rerun:
+            print(f"rerun only the notebooks that did not finish: {plan.rerun_command(rerun)}",
+                  file=sys.stderr, flush=True)
         return EXIT_FAILED
-    print(f"Study {prof['name']!r}: {done} ok, {skipped} skipped in {_fmt_s(total)}", flush=True)
+    print(f"Study {prof['name']!r}: {done} ok, {skipped} skipped{train_txt} in {_fmt_s(total)}",
+          flush=True)
     return EXIT_OK
 
 
@@ -569,6 +899,36 @@ def _parser() -> argparse.ArgumentParser:
                                          "SNNLIB_CACHE; default $SNNLIB_CACHE or "
                                          "~/.cache/snnlib)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    ex = run.add_argument_group(
+        "executors", "Where the units of work run: 'train' units (one per model seed) then one "
+                     "unit per notebook. Cluster executors need the extra: "
+                     "pip install -r requirements-cluster.txt")
+    ex.add_argument("--executor", choices=("local", "dask", "slurm"), default="local",
+                    help="local: one notebook after another in this process (default); dask: "
+                         "a Dask distributed cluster; slurm: one SLURM job per unit (submitit)")
+    ex.add_argument("--retries", type=int, metavar="N",
+                    help="resubmit a failed unit up to N times (default: 1 with dask/slurm, 0 "
+                         "with local)")
+    ex.add_argument("--no-train-units", action="store_true",
+                    help="dask/slurm: no separate train units; each notebook trains (or loads) "
+                         "its models itself, as with the local executor")
+    ex.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                    help="dask/slurm: print the grid's progress at least this often (default 60)")
+    ex.add_argument("--scheduler", metavar="ADDRESS",
+                    help="dask: scheduler address (tcp://host:8786) or scheduler file (.json); "
+                         "default: start a LocalCluster")
+    ex.add_argument("--workers", type=int, metavar="N",
+                    help="dask LocalCluster: worker processes (1 thread each; default: CPUs, "
+                         "at most 4)")
+    ex.add_argument("--partition", help="slurm: partition")
+    ex.add_argument("--time", help="slurm: time limit per job (minutes or [D-]HH:MM:SS; "
+                                   "default: 1.5x the unit's estimate, at least 30 min)")
+    ex.add_argument("--gpus-per-node", type=int, metavar="N",
+                    help="slurm: GPUs per job (default: 1 when the profile's device is cuda)")
+    ex.add_argument("--cpus-per-task", type=int, metavar="N", help="slurm: CPUs per job")
+    ex.add_argument("--slurm-arg", action="append", metavar="KEY=VALUE",
+                    help="slurm: any other sbatch option, passed through (repeatable), e.g. "
+                         "--slurm-arg account=proj --slurm-arg mem=32G")
     run.add_argument("--profiles-file", help=argparse.SUPPRESS)
     run.add_argument("-v", "--verbose", action="store_true",
                      help="stream the notebooks' outputs to the log")

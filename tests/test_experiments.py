@@ -51,3 +51,20 @@ def test_collect_params_picks_the_notebooks_knobs():
 def test_main_eps_prefers_8():
     assert E.main_eps({"eps_list": [2, 8, 32]}) == 8.0
     assert E.main_eps({"eps_list": [2, 4, 16]}) == 4.0
+
+
+def test_layer_perturbation_known_answers():
+    import math
+    import torch
+    from snnlib.models import SpikingVGG, build_ann
+    torch.manual_seed(0)
+    ann = build_ann("vgg5", seed=0)
+    x = torch.rand(3, 3, 32, 32)
+    same = E.layer_perturbation(ann, x, x)
+    assert len(same) == 5 and all(d["mean"] == 0 for d in same)
+    moved = E.layer_perturbation(ann, x, (x + 0.1).clamp(0, 1))
+    assert all(d["mean"] > 0 and d["low"] <= d["mean"] <= d["high"] for d in moved)
+    # an SNN whose thresholds are too high never fires: the ratio is undefined (nan), not 0 or inf
+    silent = SpikingVGG(ann, [1e6] * 5, T=8, delay=False)
+    out = E.layer_perturbation(silent, x, (x + 0.1).clamp(0, 1))
+    assert all(math.isnan(d["mean"]) and d["n"] == 0 for d in out)
