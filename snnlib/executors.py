@@ -52,6 +52,7 @@ __all__ = [
     "UnitError",
     "UnitState",
     "run_unit",
+    "run_unit_captured",
     "run_grid",
     "Executor",
     "LocalExecutor",
@@ -159,9 +160,6 @@ def run_unit(unit: Unit, attempt: int = 1) -> dict[str, Any]:
     started = _utc_now()
     info: dict[str, Any] = {}
     with _env(unit.env):
-        root = unit.spec.get("cwd")
-        if root and root not in sys.path:          # a worker started elsewhere can import snnlib
-            sys.path.insert(0, root)
         try:
             if unit.kind == TRAIN:
                 info = _run_train(unit.spec)
@@ -175,12 +173,26 @@ def run_unit(unit: Unit, attempt: int = 1) -> dict[str, Any]:
             failed_copy = getattr(e, "failed_copy", None)
             msg = str(e) if type(e).__name__ == "NotebookFailed" else f"{type(e).__name__}: {e}"
             if type(e).__name__ != "NotebookFailed":
-                tb = traceback.format_exc(limit=-3).strip().splitlines()
-                msg += "\n" + "\n".join(f"      | {line}" for line in tb[-6:])
+                frames = traceback.extract_tb(e.__traceback__)[-2:]
+                msg += "".join(f"\n      | at {os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+                               for f in frames)
             raise UnitError(msg, str(failed_copy) if failed_copy else None, host) from None
     return {"id": unit.id, "status": OK, "attempt": attempt, "host": host, "pid": os.getpid(),
             "started_utc": started, "finished_utc": _utc_now(),
             "wall_time_s": round(time.monotonic() - t0, 3), **info}
+
+
+def run_unit_captured(unit: Unit, attempt: int = 1) -> tuple[bool, Any]:
+    """:func:`run_unit` that returns ``(ok, result_or_UnitError)`` instead of raising.
+
+    Used by the cluster executors: a unit's failure is a result the driver retries or reports,
+    not a task error that the cluster logs with its own traceback.  A worker that dies (killed,
+    out of memory) still surfaces as the cluster's own error, which the driver retries as well.
+    """
+    try:
+        return True, run_unit(unit, attempt)
+    except UnitError as e:
+        return False, e
 
 
 def _run_train(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,21 +312,23 @@ class DaskExecutor(Executor):
     def submit(self, unit: Unit, attempt: int) -> Any:
         self._seq += 1
         key = f"snnlib-{unit.id.replace('/', '-')}-a{attempt}-{os.getpid()}-{self._seq}"
-        return self.client.submit(run_unit, unit, attempt, key=key, pure=False,
+        return self.client.submit(run_unit_captured, unit, attempt, key=key, pure=False,
                                   priority=10 if unit.kind == TRAIN else 0)
 
     def wait(self, handles, timeout):
         if not handles:
             return []
+        import asyncio
+
         try:
             self._distributed.wait(list(handles), timeout=timeout, return_when="FIRST_COMPLETED")
-        except (TimeoutError, self._distributed.TimeoutError if hasattr(
-                self._distributed, "TimeoutError") else TimeoutError):
+        except (TimeoutError, asyncio.TimeoutError):
             pass
         out = []
         for f in handles:
             if f.status == "finished":
-                out.append((f, True, f.result()))
+                ok, value = f.result()
+                out.append((f, ok, value))
             elif f.status in ("error", "lost"):
                 exc = f.exception() if f.status == "error" else RuntimeError("result lost")
                 out.append((f, False, exc))
@@ -411,7 +425,8 @@ def slurm_job_spec(unit: Unit, *, folder: str, partition: str | None = None,
     params["setup"] = setup
     if extra:
         params["additional_parameters"] = {str(k).replace("_", "-"): v for k, v in extra.items()}
-    return {"folder": folder, "python": python or sys.executable, "parameters": params}
+    return {"folder": os.path.join(folder, "%j"), "python": python or sys.executable,
+            "parameters": params}
 
 
 def _shquote(v: Any) -> str:
@@ -463,7 +478,7 @@ class SlurmExecutor(Executor):
 
     def submit(self, unit: Unit, attempt: int) -> Any:
         self._ex.update_parameters(**dict(self.spec(unit)["parameters"]))
-        return self._ex.submit(run_unit, unit, attempt)
+        return self._ex.submit(run_unit_captured, unit, attempt)
 
     def wait(self, handles, timeout):
         deadline = time.monotonic() + timeout
@@ -472,8 +487,9 @@ class SlurmExecutor(Executor):
             for job in handles:
                 if job.done():
                     try:
-                        out.append((job, True, job.result()))
-                    except Exception as e:      # UnitError, or submitit's FailedJobError
+                        ok, value = job.result()
+                        out.append((job, ok, value))
+                    except Exception as e:      # submitit: the job died, timed out, was cancelled
                         out.append((job, False, e))
             if out or time.monotonic() >= deadline:
                 return out

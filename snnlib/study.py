@@ -6,6 +6,10 @@ Usage::
                                [-p name=value ...] [--dry-run] [--resume] [--keep-going]
                                [--out-dir DIR] [--results-dir DIR] [--data-dir DIR]
                                [--book-dir DIR] [--cache-dir DIR] [-v]
+                               [--executor local|dask|slurm] [--retries N] [--no-train-units]
+                               [--scheduler ADDRESS] [--workers N]                    (dask)
+                               [--partition P] [--time T] [--gpus-per-node N]
+                               [--cpus-per-task N] [--slurm-arg KEY=VALUE ...]         (slurm)
     python -m snnlib.study profiles                    # list the profiles
     python -m snnlib.study parameters-cell NOTEBOOK    # print a parameters cell (smoke defaults)
 
@@ -27,6 +31,16 @@ last run of each notebook): ``--resume`` skips notebooks whose last run succeede
 parameters, and ``--dry-run`` uses measured wall times for its estimate (the ``wall_time_s``
 of ``<results-dir>/<nb>.json`` written by the notebook, else the log's, else the profile's
 ``estimate_s``).
+
+Executors (:mod:`snnlib.executors`): the work is a grid of independent units, one per (notebook,
+parameters), plus with ``--executor dask|slurm`` one ``train`` unit per model seed that the notebook
+units depend on (models are trained once, before the evaluations, into the shared artifact cache
+given by ``--cache-dir``).  ``local`` (default) runs the notebooks one after another in this process,
+as before; ``dask`` submits the units to a Dask cluster (``--scheduler``, else a ``LocalCluster`` of
+``--workers`` processes); ``slurm`` submits one job per unit with submitit (``--dry-run`` prints the
+sbatch parameters without submitting).  A failed unit is retried ``--retries`` times (default 1 on a
+cluster, 0 locally); progress (done, running, failed, remaining) is printed while it runs, and the
+end lists the failures with the command that reruns only the notebooks that did not finish.
 """
 
 from __future__ import annotations
@@ -400,9 +414,9 @@ class _Plan:
         from .executors import slurm_job_spec
 
         gpus = self.args.gpus_per_node
-        if gpus is None and self.profile["notebooks"].get(unit.notebook or "01_models", {}) \
-                .get("device") == "cuda":
-            gpus = 1
+        if gpus is None and unit.notebook not in AGGREGATE_NOTEBOOKS and \
+                self.profile["notebooks"][unit.notebook or "01_models"]["device"] == "cuda":
+            gpus = 1                      # the summary reads JSON files: no GPU for it
         return slurm_job_spec(unit, folder=str(self.slurm_folder()), partition=self.args.partition,
                               time_min=self.time_min, gpus_per_node=gpus,
                               cpus_per_task=self.args.cpus_per_task, extra=self.slurm_extra)
@@ -508,7 +522,7 @@ def _print_units(plan: _Plan, out) -> None:
             flags += "".join(f" --{k}={v}" for k, v in
                              (spec.get("additional_parameters") or {}).items())
             w(f"  sbatch {flags}   # {u.id}\n")
-        w(f"\nsbatch script of the first unit ({units[0].id}):\n")
+        w(f"\nScript of the first job ({units[0].id}):\n")
         w(sbatch_preview(plan.slurm_spec(units[0])))
         w("\n")
 
@@ -801,6 +815,7 @@ def _run(plan: _Plan) -> int:
               f"artifact cache {plan.unit_cache}", flush=True)
         if problem:
             print(f"note: {problem} (fine when the workers have one)", flush=True)
+    printer.t_start = time.monotonic()
     try:
         with _env(**env), executor:
             states = run_grid(all_units, executor, retries=plan.retries,
