@@ -15,6 +15,12 @@ The printed header gives the torch version, thread count, CPU model and the load
 the machine is shared and the numbers move with its load.
 
 ``run_benchmarks(...)`` returns the same results as a dict (what ``--json`` writes), for other tools to compare.
+
+``--compare`` instead runs the same VGG5 LIF network in snnlib, snnTorch and SpikingJelly (``snnlib.compare``):
+it first checks that the three give the same outputs and spike counts, then times inference and a BPTT training
+step (forward + backward + Adam) of each at batch 64 and T in {8, 32, 128}, interleaving the three systems
+iteration by iteration in one process per (T, mode), and reports image-timesteps per second and the peak extra
+resident memory of a step (VmHWM reset before each step).  It needs ``pip install -r requirements-compare.txt``.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-__all__ = ["MODES", "measure", "run_benchmarks", "machine_info", "format_table", "main"]
+__all__ = ["MODES", "measure", "run_benchmarks", "machine_info", "format_table", "main",
+           "compare_benchmarks", "measure_compare", "format_compare"]
 
 #: mode -> (description, unit)
 MODES: Dict[str, tuple] = {
@@ -210,6 +217,238 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ --compare
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Return freed memory to the OS and reset the kernel's peak-RSS mark (VmHWM); False where unsupported."""
+    import gc
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:  # pragma: no cover
+        return False
+
+
+def _mem_available_mb() -> Optional[float]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:  # pragma: no cover
+        pass
+    return None
+
+
+COMPARE_MODES = {"infer": "inference (eval, no grad)", "bptt": "BPTT step (fwd+bwd+Adam)"}
+
+
+def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=None, seed: int = 0,
+                    threads: Optional[int] = None, lif_backend: Optional[str] = None, warmup: int = 1) -> dict:
+    """Time ``mode`` ("infer" | "bptt") of every system at (batch, T) in this process, interleaved.
+
+    Each repetition runs one step of every system, in an order rotated from one repetition to the next; before
+    each step the process returns freed memory to the OS and resets VmHWM, so ``peak_mb`` is the step's own peak
+    above the resident memory before it (weights, input and optimizer state included in the baseline).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from . import compare
+    from .neurons import get_lif_backend, set_lif_backend
+
+    if lif_backend is not None:
+        set_lif_backend(lif_backend)
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    systems = list(systems or compare.SYSTEMS)
+    torch.manual_seed(seed)
+    models = compare.build_systems(None, None, 0.99, systems, T, seed)
+    seq = compare.make_input(batch, T, seed)
+    y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(seed))
+    opts = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()} if mode == "bptt" else {}
+
+    def step(name):
+        m = models[name]
+        if mode == "infer":
+            m.eval()
+            with torch.inference_mode():
+                return compare.logits(name, m, seq)
+        m.train()
+        opts[name].zero_grad(set_to_none=True)
+        loss = F.cross_entropy(compare.logits(name, m, seq), y)
+        loss.backward()
+        opts[name].step()
+        return loss
+
+    warm = {}
+    for name in systems:  # compilation (snnlib's fused LIF), oneDNN primitives, Adam state
+        t0 = time.perf_counter()
+        for _ in range(max(int(warmup), 0)):
+            step(name)
+        warm[name] = time.perf_counter() - t0
+    times = {n: [] for n in systems}
+    peaks = {n: [] for n in systems}
+    for r in range(int(reps)):
+        order = systems[r % len(systems):] + systems[:r % len(systems)]
+        for name in order:
+            hwm_ok = _reset_peak()
+            rss0 = _status_kb("VmRSS")
+            t = time.perf_counter()
+            step(name)
+            times[name].append(time.perf_counter() - t)
+            hwm = _status_kb("VmHWM")
+            if hwm_ok and hwm is not None and rss0 is not None:
+                peaks[name].append((hwm - rss0) / 1024.0)
+    out = []
+    for name in systems:
+        ts = sorted(times[name])
+        med = ts[len(ts) // 2] if len(ts) % 2 else 0.5 * (ts[len(ts) // 2 - 1] + ts[len(ts) // 2])
+        out.append(dict(system=name, mode=mode, T=T, batch=batch, reps=len(ts), times_s=[round(v, 4) for v in times[name]],
+                        rate=batch * T / med, best_rate=batch * T / ts[0], warmup_s=round(warm[name], 2),
+                        peak_mb=round(max(peaks[name]), 1) if peaks[name] else None,
+                        lif_backend=get_lif_backend() if name == "snnlib" else None))
+    return dict(T=T, mode=mode, batch=batch, results=out, load=_load(), rss_mb=round(_rss_bytes() / 2 ** 20, 1))
+
+
+def _compare_child(q, kwargs):  # pragma: no cover - runs in a spawned process
+    try:
+        q.put(("ok", measure_compare(**kwargs)))
+    except BaseException as exc:
+        q.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt"), reps: int = 3,
+                       systems=None, threads: Optional[int] = None, lif_backend: Optional[str] = None,
+                       check: bool = True, mem_margin_mb: float = 3072.0, verbose: bool = True) -> dict:
+    """The --compare benchmark: equivalence check, then ``measure_compare`` per (T, mode), each in a fresh process.
+
+    A BPTT configuration whose memory, extrapolated linearly in T from the largest smaller T measured, would not
+    fit in MemAvailable minus ``mem_margin_mb`` is skipped and reported as such (never risk the OOM killer on a
+    shared machine).  Raises ``snnlib.compare.CompareUnavailable`` without the optional packages.
+    """
+    from . import compare
+    versions = compare.require_packages()
+    info = machine_info(threads)
+    info.update(versions=versions)
+    report = dict(machine=info, config=dict(Ts=list(Ts), batch=batch, modes=list(modes), reps=reps,
+                                            systems=list(systems or compare.SYSTEMS), leak=0.99,
+                                            lif_backend=lif_backend), checks=[], runs=[], skipped=[])
+    if check:
+        for cl in (True, False):
+            if verbose:
+                print(f"  equivalence check (batch 2, T=8, snnlib channels_last={cl}) ...", file=sys.stderr, flush=True)
+            eq = compare.check_equivalence(batch=2, T=8, seed=0, channels_last=cl)
+            for e in eq["systems"].values():
+                e.pop("logits", None)
+            report["checks"].append(eq)
+            if not eq["ok"]:
+                raise RuntimeError(f"the three implementations disagree; not timing them: {eq}")
+    last_peak: Dict[tuple, tuple] = {}
+    all_systems = list(systems or compare.SYSTEMS)
+    for mode in modes:
+        for T in Ts:
+            run_systems = []
+            for name in all_systems:
+                if mode == "bptt" and (mode, name) in last_peak:
+                    T0, peak0 = last_peak[(mode, name)]
+                    need = peak0 * T / T0
+                    avail = _mem_available_mb()
+                    if avail is not None and need > avail - mem_margin_mb:
+                        msg = (f"BPTT T={T} {name}: not run, would need about {need / 1024:.1f} GB (linear in T "
+                               f"from T={T0}) with {avail / 1024:.1f} GB available")
+                        report["skipped"].append(dict(mode=mode, T=T, system=name, need_mb=round(need),
+                                                      available_mb=round(avail), reason=msg))
+                        if verbose:
+                            print("  " + msg, file=sys.stderr, flush=True)
+                        continue
+                run_systems.append(name)
+            if not run_systems:
+                continue
+            # a BPTT step at T >= 128 takes minutes on this CPU: fewer repetitions, same configuration
+            r = 1 if mode == "bptt" and T >= 128 else reps
+            kwargs = dict(T=T, mode=mode, batch=batch, reps=r, systems=run_systems, threads=threads,
+                          lif_backend=lif_backend)
+            if verbose:
+                print(f"  {mode} T={T} (load {_load()}) ...", file=sys.stderr, flush=True)
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            p = ctx.Process(target=_compare_child, args=(q, kwargs))
+            p.start()
+            try:
+                status, res = q.get()
+            finally:
+                p.join()
+            if status != "ok":
+                raise RuntimeError(f"compare {mode} T={T} failed: {res}")
+            res["load_before"] = report["runs"][-1]["load"] if report["runs"] else info["load"]
+            report["runs"].append(res)
+            for r in res["results"]:
+                if r["peak_mb"] is not None:
+                    last_peak[(mode, r["system"])] = (T, r["peak_mb"])
+            if verbose:
+                print(format_compare(dict(machine=info, runs=[res], config=report["config"])).split("\n", 1)[1],
+                      file=sys.stderr, flush=True)
+    info["load_end"] = _load()
+    report["summary"] = compare_summary(report)
+    return report
+
+
+def compare_summary(report: dict) -> dict:
+    """Per (mode, T): snnlib's rate over the faster of the others, and its peak memory over the smaller other."""
+    rows = []
+    for run in report["runs"]:
+        by = {r["system"]: r for r in run["results"]}
+        if "snnlib" not in by or len(by) < 2:
+            continue
+        others = [r for n, r in by.items() if n != "snnlib"]
+        fastest = max(others, key=lambda r: r["rate"])
+        lean = min((r for r in others if r["peak_mb"] is not None), key=lambda r: r["peak_mb"], default=None)
+        me = by["snnlib"]
+        rows.append(dict(mode=run["mode"], T=run["T"], snnlib_rate=me["rate"], best_other=fastest["system"],
+                         best_other_rate=fastest["rate"], speedup=me["rate"] / fastest["rate"],
+                         snnlib_peak_mb=me["peak_mb"], min_other_peak_mb=lean["peak_mb"] if lean else None,
+                         mem_ratio=(me["peak_mb"] / lean["peak_mb"]) if lean and me["peak_mb"] else None))
+    return dict(rows=rows)
+
+
+def format_compare(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"torch {m['torch']}, threads {m['threads']}, CPU {m['cpu']} ({m['cpus']} logical), "
+             f"versions {m.get('versions')}, load avg at start {m['load']}",
+             f"{'mode':<6}{'T':>5}  {'system':<13}{'img*T/s':>10}{'best':>9}{'reps':>5}{'peak MB':>9}"
+             f"{'warm-up':>9}  load after"]
+    for run in report["runs"]:
+        for r in run["results"]:
+            pk = f"{r['peak_mb']:>9.0f}" if r["peak_mb"] is not None else f"{'-':>9}"
+            lines.append(f"{r['mode']:<6}{r['T']:>5}  {r['system']:<13}{r['rate']:>10.1f}{r['best_rate']:>9.1f}"
+                         f"{r['reps']:>5}{pk}{r['warmup_s']:>8.1f}s  {run['load'][0] if run['load'] else ''}")
+    for sk in report.get("skipped", []):
+        lines.append(sk["reason"])
+    for row in report.get("summary", {}).get("rows", []):
+        mem = f", peak memory x{row['mem_ratio']:.2f} of the leaner" if row["mem_ratio"] else ""
+        lines.append(f"{row['mode']} T={row['T']}: snnlib {row['speedup']:.2f}x the faster other "
+                     f"({row['best_other']}){mem}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m snnlib.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="vgg5", help="architecture (vgg5, vgg9, vgg11)")
@@ -222,7 +461,32 @@ def main(argv=None) -> int:
     ap.add_argument("--lif-backend", default=None, choices=["eager", "compile", "auto"],
                     help="LIF update backend for the SNN modes (default: snnlib's default / $SNNLIB_LIF_BACKEND)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--compare", action="store_true",
+                    help="compare with snnTorch and SpikingJelly (VGG5 LIF, batch 64, T in --compare-T; needs "
+                         "pip install -r requirements-compare.txt)")
+    ap.add_argument("--compare-T", default="8,32,128", help="timesteps for --compare (comma-separated)")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per system and configuration (--compare)")
     a = ap.parse_args(argv)
+    if a.compare:
+        from .compare import CompareUnavailable, require_packages
+        try:
+            require_packages()
+        except CompareUnavailable as exc:
+            print(f"python -m snnlib.bench --compare: {exc}", file=sys.stderr)
+            return 2
+        try:
+            Ts = [int(v) for v in a.compare_T.split(",") if v.strip()]
+        except ValueError:
+            ap.error(f"--compare-T must be comma-separated integers, got {a.compare_T!r}")
+        if not Ts or min(Ts) < 1 or a.batch < 1 or a.reps < 1:
+            ap.error("--compare-T values, --batch and --reps must be >= 1")
+        report = compare_benchmarks(Ts, a.batch, reps=a.reps, threads=a.threads, lif_backend=a.lif_backend)
+        print(format_compare(report))
+        if a.json:
+            os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+            with open(a.json, "w") as f:
+                json.dump(report, f, indent=2)
+        return 0
     from .models import check_arch
     from .encoding import check_timesteps
     check_arch(a.model)

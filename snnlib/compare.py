@@ -139,9 +139,18 @@ def _thresholds(thresholds: Sequence[float]) -> List[float]:
     return [float(t) for t in torch.as_tensor(list(thresholds), dtype=torch.float32)]
 
 
-def build_snnlib(net: VGG, thresholds: Sequence[float] = VGG5_THRESHOLDS, leak: float = 0.99, T: int = 8) -> SpikingVGG:
-    """snnlib's SNN over ``net`` in the textbook order (``delay=False``); call ``.run(seq) / T`` on a spike input."""
-    return SpikingVGG(net, thresholds, T=T, leak=leak, delay=False, reset="subtract", surrogate="linear")
+#: snnlib simulates inference in pieces of this many steps (``SpikingVGG.time_chunk``): the memory of T=8 at any T
+INFER_TIME_CHUNK = 8
+
+
+def build_snnlib(net: VGG, thresholds: Sequence[float] = VGG5_THRESHOLDS, leak: float = 0.99, T: int = 8,
+                 time_chunk: Optional[int] = INFER_TIME_CHUNK) -> SpikingVGG:
+    """snnlib's SNN over ``net`` in the textbook order (``delay=False``); call ``.run(seq) / T`` on a spike input.
+
+    time_chunk: without gradients, simulate at most this many steps at once (bounded memory, same numbers).
+    """
+    return SpikingVGG(net, thresholds, T=T, leak=leak, delay=False, reset="subtract", surrogate="linear",
+                      time_chunk=time_chunk)
 
 
 def _vgg5_layers(net: VGG):
@@ -311,19 +320,23 @@ def make_input(batch: int, T: int, seed: int = 0) -> Tensor:
 
 def check_equivalence(batch: int = 2, T: int = 6, seed: int = 0, leak: float = 0.99,
                       thresholds: Optional[Sequence[float]] = None, systems: Sequence[str] = SYSTEMS,
-                      grad: bool = True, rtol: float = 1e-4, atol: float = 1e-5) -> dict:
+                      grad: bool = True, rtol: float = 1e-4, atol: float = 1e-5, channels_last: bool = True) -> dict:
     """Run the systems on the same input and weights; compare logits, spike counts and (optionally) input gradients.
 
     Returns {'ok': bool, 'systems': {name: {...}}, ...}; each entry has max_abs_diff of the logits vs snnlib,
     ``allclose``, the spike counts per layer and ``counts_equal``; with ``grad`` also the gradient of the summed
-    logits w.r.t. the first layer's weights compared with snnlib (``grad_allclose``; snnTorch's is expected to
-    differ, its reset being part of the graph).
+    logits w.r.t. the first layer's weights compared with snnlib (``grad_allclose``).
+    channels_last: snnlib's default NHWC convolutions (as timed); False runs them NCHW like the other two.  The
+    layouts use different convolution kernels whose float32 results differ in the last bits, which can flip a
+    spike whose membrane lands within rounding of the threshold (about one in 10^6 at T >= 32); NCHW removes that.
     """
     torch.manual_seed(seed)
     net = build_ann("vgg5", seed=seed)
     if thresholds is None:
         thresholds = calibrate_thresholds(net, seed=seed)
     models = build_systems(net, thresholds, leak, systems, T, seed)
+    if "snnlib" in models:
+        models["snnlib"].channels_last = bool(channels_last)
     seq = make_input(batch, T, seed)
     res: Dict[str, dict] = {}
     ref_out = ref_counts = ref_grad = None
@@ -359,5 +372,5 @@ def check_equivalence(batch: int = 2, T: int = 6, seed: int = 0, leak: float = 0
             e.pop("grad")
         e["logits"] = e["logits"].tolist()
         ok = ok and e["allclose"] and e.get("train_logits_allclose", True)
-    return dict(ok=ok, batch=batch, T=T, seed=seed, leak=leak, thresholds=_thresholds(thresholds),
+    return dict(ok=ok, batch=batch, T=T, seed=seed, leak=leak, channels_last=bool(channels_last), thresholds=_thresholds(thresholds),
                 total_spikes=sum(ref_counts), systems=res)

@@ -175,8 +175,16 @@ class SpikingVGG(nn.Module):
         return lif_multistep(current, self.thresholds[i], self.leak, self.surrogate, self.reset, self.delay)
 
     def run(self, seq: Tensor, masks: Optional[List[Tensor]] = None) -> Tensor:
-        """Simulate the spiking layers on an input sequence (T, B, 3, 32, 32); returns the summed output current (B, C)."""
+        """Simulate the spiking layers on an input sequence (T, B, 3, 32, 32); returns the summed output current (B, C).
+
+        Without gradients and with ``time_chunk`` set (and no recording), the sequence is simulated ``time_chunk``
+        steps at a time with the membranes carried over: the same numbers with memory bounded by the chunk.
+        """
         T = seq.shape[0]
+        chunk = self.time_chunk
+        if (chunk is not None and chunk < T and not torch.is_grad_enabled() and not self.record
+                and not self.capture_first_current):
+            return self._run_chunks((seq[i:i + chunk] for i in range(0, T, chunk)), masks)
         h, li, di = seq, 0, 0
         rates = []
         first = True
@@ -245,13 +253,23 @@ class SpikingVGG(nn.Module):
     @torch.no_grad()
     def _chunked(self, x: Tensor, T: int, chunk: int, masks) -> Tensor:
         """Inference in time chunks with the membranes carried over (same numbers as one long run)."""
+        def pieces():
+            done = 0
+            while done < T:
+                n = min(chunk, T - done)
+                yield self.encoder(x, n)
+                done += n
+
+        return self._run_chunks(pieces(), masks) / T
+
+    @torch.no_grad()
+    def _run_chunks(self, pieces, masks) -> Tensor:
+        """Simulate consecutive pieces (n, B, ...) of one input sequence, carrying the membranes; summed output current."""
         from .neurons import _forward_loop
         states: Dict[int, Tensor] = {}
         total = None
-        done = 0
-        while done < T:
-            n = min(chunk, T - done)
-            h, li, di = self.encoder(x, n), 0, 0
+        for h in pieces:
+            n, li, di = h.shape[0], 0, 0
             for m in self.net.features:
                 if isinstance(m, nn.Conv2d):
                     inp = _fold(h)
@@ -277,8 +295,7 @@ class SpikingVGG(nn.Module):
                     di += 1
             s = h.sum(0)
             total = s if total is None else total + s
-            done += n
-        return self.net.output(total) / T
+        return self.net.output(total)
 
     def config(self) -> dict:
         enc = self.encoder
