@@ -36,6 +36,7 @@ by the executor that needs them.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as _dt
 import math
@@ -226,19 +227,20 @@ def _run_notebook(spec: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class Executor:
+class Executor(abc.ABC):
     """Runs units somewhere.  ``submit`` starts one; ``wait`` returns those that finished."""
 
     name = "base"
     #: How many units may be submitted at once (``None``: no limit; the cluster queues them).
     capacity: int | None = None
 
-    def submit(self, unit: Unit, attempt: int) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def submit(self, unit: Unit, attempt: int) -> Any:
+        """Start ``unit`` (attempt number ``attempt``); return a handle."""
 
+    @abc.abstractmethod
     def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, bool, Any]]:
         """Handles that finished within ``timeout`` s: ``(handle, ok, result_or_exception)``."""
-        raise NotImplementedError  # pragma: no cover - interface
 
     def cancel(self, handles: Sequence[Any]) -> None:
         pass

@@ -17,6 +17,7 @@ the backward pass, so BPTT memory is one tensor per step and layer.
 """
 from __future__ import annotations
 
+import abc
 import math
 import os
 import types
@@ -34,7 +35,7 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------- surrogate registry
-class Surrogate:
+class Surrogate(abc.ABC):
     """A spike function: Heaviside forward ``H(v) = 1[v > 0]``, smooth derivative ``grad(v)`` backward.
 
     ``v`` is the normalised membrane ``u / threshold - 1``.  ``width`` is the one shape parameter
@@ -50,8 +51,9 @@ class Surrogate:
             raise ValueError(f"surrogate '{self.name}': width must be a positive finite number, got {width!r}")
         self.width = float(width)
 
-    def grad(self, v: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def grad(self, v: Tensor) -> Tensor:
+        """dS/dv at the normalised membrane v (same shape as v)."""
 
     def __call__(self, v: Tensor) -> Tensor:
         return _SpikeFn.apply(v, self)

@@ -175,22 +175,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-@contextlib.contextmanager
-def _env(**changes: str | None) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in changes}
-    try:
-        for k, v in changes.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _env(**changes: str | None):
+    """Set (or, with None, remove) environment variables for the duration of a ``with`` block."""
+    from .executors import _env as env
+    return env(changes)
 
 
 # --------------------------------------------------------------------------------------------

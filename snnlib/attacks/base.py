@@ -12,6 +12,7 @@ code takes the batch mean; the sign, which is all FGSM/PGD use, is the same).
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import numbers
@@ -218,7 +219,7 @@ def check_inputs(x, y) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the base class
-class Attack:
+class Attack(abc.ABC):
     """Base of the L-infinity attacks, in the style of torchattacks: ``x_adv = attack(x, y)``.
 
     model: the *source* model that crafts the examples (the target itself for a white-box attack);
@@ -258,8 +259,9 @@ class Attack:
         self.batch_size = _check_int("batch_size", batch_size, minimum=1, allow_none=True)
 
     # -- the part subclasses write
-    def _attack_batch(self, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _attack_batch(self, x: Tensor, y: Tensor, gen: torch.Generator) -> Tensor:
+        """Adversarial examples for one batch x (B, 3, H, W) in [0, 1]; random draws only from ``gen``."""
 
     def params(self) -> dict:
         """The attack's own hyper-parameters (subclasses add theirs)."""
