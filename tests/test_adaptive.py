@@ -19,27 +19,19 @@ from snnlib.attacks import GRAD_MODES, PGD, gradient
 from snnlib.convert import convert
 from snnlib.evaluate import predict
 from snnlib.masking import zero_gradients
-from snnlib.models import ARCHS
 from snnlib.train import train_ann
 
 EPS = 8 / 255
+from conftest import tiny_arch as use_tiny_arch  # noqa: E402
+
 TINY = "tiny_adaptive_test"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_arch_and_eager_lif():
-    """Register a tiny VGG-style architecture (2 conv + 1 hidden layer, 3 spiking layers, one dropout) for this
-    module and keep the LIF loop eager (no torch.compile start-up cost in tests) when the backend switch exists.  One
-    intra-op thread: on a shared 2-core machine, small ops are ~10x slower with two spinning threads."""
-    ARCHS[TINY] = dict(features=[16, "A", 32, "D", "A"], hidden=[128], dataset="cifar10")
-    setter = getattr(neurons, "set_lif_backend", None)
-    old, threads = (setter("eager") if setter else None), torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    if setter:
-        setter(old)
-    ARCHS.pop(TINY, None)
+    """A tiny VGG-style architecture (3 spiking layers) for this module, eager LIF loop (see conftest.tiny_arch)."""
+    with use_tiny_arch(TINY, features=[16, "A", 32, "D", "A"], hidden=[128]):
+        yield
 
 
 def _inputs(n=3, seed=1):

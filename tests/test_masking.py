@@ -5,28 +5,22 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from snnlib import VGG, DirectEncoder, PoissonEncoder, SpikingVGG, neurons
+from snnlib import VGG, DirectEncoder, PoissonEncoder, SpikingVGG
 from snnlib.attacks import gradient
 from snnlib.masking import (Check, accuracy_of, badge, black_box_stronger, no_convergence_at_large_eps,
                             non_monotone_in_eps, randomness, run_checks, single_step_stronger, zero_gradients)
-from snnlib.models import ARCHS
 from snnlib.stats import accuracy_from_counts as acc
+
+from conftest import tiny_arch as use_tiny_arch  # noqa: E402
 
 TINY = "tiny_masking_test"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_arch():
-    """A tiny VGG-style architecture (3 spiking layers), eager LIF loop, one intra-op thread (shared 2 cores)."""
-    ARCHS[TINY] = dict(features=[16, "A", 32, "A"], hidden=[64], dataset="cifar10")
-    setter = getattr(neurons, "set_lif_backend", None)
-    old, threads = (setter("eager") if setter else None), torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    if setter:
-        setter(old)
-    ARCHS.pop(TINY, None)
+    """A tiny VGG-style architecture (3 spiking layers) for this module, eager LIF loop (see conftest.tiny_arch)."""
+    with use_tiny_arch(TINY, features=[16, "A", 32, "A"], hidden=[64]):
+        yield
 
 
 def _snn(encoder=None, grad="ste", T=4):
