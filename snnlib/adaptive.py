@@ -55,7 +55,7 @@ from .attacks.base import GRAD_MODES, Attack, attack_objective, check_eps, check
 from .attacks.pgd import PGD
 from .encoding import normalize, quantize
 from .evaluate import predict
-from .models import VGG, SpikingVGG, _fold, _unfold
+from .models import VGG, SpikingVGG
 from .neurons import SURROGATES, _forward_loop, get_surrogate
 from .stats import Accuracy, accuracy_from_counts
 
@@ -118,23 +118,7 @@ def _simulate_rates(snn: SpikingVGG, x: Tensor, masks: Optional[List[Tensor]]) -
         n = min(chunk, T - done)
         h = snn.encoder(x, n)
         in_sum = h.sum(0) if in_sum is None else in_sum + h.sum(0)
-        li = di = 0
-        for m in net.features:
-            if isinstance(m, nn.Conv2d):
-                h = spiking(_unfold(m(_fold(h)), n), li)
-                li += 1
-            elif isinstance(m, nn.AvgPool2d):
-                h = _unfold(m(_fold(h)), n)
-            elif isinstance(m, nn.Dropout):
-                h = h * masks[di] if masks is not None else h
-                di += 1
-        h = h.flatten(2)
-        for lin in net.classifier:
-            h = spiking(lin(h), li)
-            li += 1
-            if masks is not None and net.fc_dropout_p > 0:
-                h = h * masks[di]
-                di += 1
+        net.walk(h, spiking, masks, snn.channels_last)
         done += n
     return in_sum / T, [(sums[i][0] / T, sums[i][1] / T) for i in range(len(sums))]
 
@@ -161,23 +145,7 @@ def rate_forward(snn: SpikingVGG, x: Tensor, rule: str = "bptr") -> Tensor:
         path = path_cur * slope(cur / th, real, th, snn.leak)
         return path + (real - path).detach()
 
-    li = di = 0
-    for m in net.features:
-        if isinstance(m, nn.Conv2d):
-            r = spiking(m(r), li)
-            li += 1
-        elif isinstance(m, nn.AvgPool2d):
-            r = m(r)
-        elif isinstance(m, nn.Dropout):
-            r = r * masks[di] if masks is not None else r
-            di += 1
-    r = r.flatten(1)
-    for lin in net.classifier:
-        r = spiking(lin(r), li)
-        li += 1
-        if masks is not None and net.fc_dropout_p > 0:
-            r = r * masks[di]
-            di += 1
+    r = net.walk(r, spiking, masks)
     return net.output(r)
 
 

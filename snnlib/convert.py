@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .encoding import PoissonEncoder, check_timesteps
-from .models import VGG, SpikingVGG, _fold, _unfold
+from .models import VGG, SpikingVGG
 from .neurons import _forward_loop
 
 __all__ = ["balance_thresholds", "convert", "scale_thresholds"]
@@ -42,29 +42,19 @@ def balance_thresholds(net: VGG, images: Tensor, T: int, seed: int = 0, time_chu
         for start in range(0, images.shape[0], batch_size):
             x = images[start:start + batch_size].to(device)
             states: dict = {}
+
+            def spike(cur: Tensor, i: int) -> Optional[Tensor]:
+                nonlocal peak
+                if i == layer:  # the layer being balanced: record its peak input current and stop
+                    peak = torch.maximum(peak, cur.max())
+                    return None
+                s, states[i], _ = _forward_loop(cur, th[i], 1.0, "subtract", delay, states.get(i), False, inplace=True)
+                return s
+
             done = 0
             while done < T:
                 n = min(time_chunk, T - done)
-                h, li, found = enc(x, n), 0, False
-                for m in net.features:
-                    if isinstance(m, nn.Conv2d):
-                        cur = _unfold(m(_fold(h).contiguous(memory_format=torch.channels_last)), n)
-                        if li == layer:
-                            peak, found = torch.maximum(peak, cur.max()), True
-                            break
-                        h, states[li], _ = _forward_loop(cur, th[li], 1.0, "subtract", delay, states.get(li), False)
-                        li += 1
-                    elif isinstance(m, nn.AvgPool2d):
-                        h = _unfold(m(_fold(h)), n)
-                if not found:
-                    h = h.flatten(2)
-                    for lin in net.classifier:
-                        cur = lin(h)
-                        if li == layer:
-                            peak = torch.maximum(peak, cur.max())
-                            break
-                        h, states[li], _ = _forward_loop(cur, th[li], 1.0, "subtract", delay, states.get(li), False)
-                        li += 1
+                net.walk(enc(x, n), spike, channels_last=True)
                 done += n
         if not peak > 0:
             raise RuntimeError(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
-from .neurons import Surrogate, check_neuron_args, get_surrogate, lif_multistep
+from .neurons import Surrogate, _forward_loop, check_neuron_args, get_surrogate, lif_multistep
 
 __all__ = ["ARCHS", "VGG", "SpikingVGG", "build_ann", "check_arch"]
 
@@ -113,6 +113,41 @@ class VGG(nn.Module):
         return dict(arch=self.arch, num_classes=self.num_classes, dropout=self.dropout_p,
                     fc_dropout=self.fc_dropout_p)
 
+    def walk(self, h: Tensor, spike: Callable[[Tensor, int], Optional[Tensor]],
+             masks: Optional[List[Tensor]] = None, channels_last: bool = False) -> Optional[Tensor]:
+        """Run the hidden layers on h with ``spike`` as the activation; the SNN simulations are built on this.
+
+        h: an image batch (B, C, H, W) or a time-major sequence (n, B, C, H, W) (time folded into the batch for the
+        convolutions and pools).  spike(current, i) -> the output of spiking layer i = 0 .. num_spiking-1 for its
+        input current (same leading dims as h); returning None stops the walk, and walk returns None.
+        masks: dropout masks fixed over time (one per "D" layer, then one per hidden linear layer when
+        fc_dropout > 0), multiplied in; None = no dropout.  channels_last: NHWC layout for the first convolution.
+        Returns the input of the output layer, (B, F) or (n, B, F).
+        """
+        li = di = 0
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                h = spike(_per_frame(m, h, channels_last and li == 0), li)
+                if h is None:
+                    return None
+                li += 1
+            elif isinstance(m, nn.AvgPool2d):
+                h = _per_frame(m, h)
+            elif isinstance(m, nn.Dropout):
+                if masks is not None:
+                    h = h * masks[di]
+                di += 1
+        h = h.flatten(-3)
+        for lin in self.classifier:
+            h = spike(lin(h), li)
+            if h is None:
+                return None
+            li += 1
+            if masks is not None and self.fc_dropout_p > 0:
+                h = h * masks[di]
+                di += 1
+        return h
+
 
 def build_ann(arch: str = "vgg5", num_classes: Optional[int] = None, seed: int = 0, **kw) -> VGG:
     """An ANN of the named architecture; num_classes defaults to the architecture's dataset (10 or 100)."""
@@ -128,6 +163,16 @@ def _fold(x: Tensor) -> Tensor:
 
 def _unfold(x: Tensor, T: int) -> Tensor:
     return x.reshape((T, x.shape[0] // T) + tuple(x.shape[1:]))
+
+
+def _per_frame(m: nn.Module, h: Tensor, channels_last: bool = False) -> Tensor:
+    """Apply an image layer (conv or pool) to (B, C, H, W) or, time folded into the batch, to (n, B, C, H, W)."""
+    if h.dim() == 4:
+        return m(h.contiguous(memory_format=torch.channels_last) if channels_last else h)
+    inp = _fold(h)
+    if channels_last:
+        inp = inp.contiguous(memory_format=torch.channels_last)
+    return _unfold(m(inp), h.shape[0])
 
 
 class SpikingVGG(nn.Module):
@@ -154,6 +199,9 @@ class SpikingVGG(nn.Module):
         self.surrogate = get_surrogate(surrogate)
         self.reset, self.delay = reset, bool(delay)
         self.encoder = encoder if encoder is not None else PoissonEncoder(seed=0)
+        if time_chunk is not None and (isinstance(time_chunk, bool) or not isinstance(time_chunk, int)
+                                       or time_chunk < 1):
+            raise ValueError(f"time_chunk must be None or an int >= 1 (timesteps simulated at once), got {time_chunk!r}")
         self.time_chunk = time_chunk
         self.channels_last = True  # NHWC convolutions on the CPU are ~1.4x faster (reference/toolchain.md 4.3)
         self.register_buffer("thresholds", torch.zeros(net.num_spiking))
@@ -177,46 +225,26 @@ class SpikingVGG(nn.Module):
     def run(self, seq: Tensor, masks: Optional[List[Tensor]] = None) -> Tensor:
         """Simulate the spiking layers on an input sequence (T, B, 3, 32, 32); returns the summed output current (B, C).
 
-        Without gradients and with ``time_chunk`` set (and no recording), the sequence is simulated ``time_chunk``
-        steps at a time with the membranes carried over: the same numbers with memory bounded by the chunk.
+        Without gradients (and no recording) the sequence is simulated ``time_chunk`` steps at a time (all at once
+        when None) with the membranes carried over and the spikes written over the currents: the same numbers
+        with memory bounded by the chunk.
         """
         T = seq.shape[0]
-        chunk = self.time_chunk
-        if (chunk is not None and chunk < T and not torch.is_grad_enabled() and not self.record
-                and not self.capture_first_current):
+        if self._inference_only():
+            chunk = min(self.time_chunk or T, T)
             return self._run_chunks((seq[i:i + chunk] for i in range(0, T, chunk)), masks)
-        h, li, di = seq, 0, 0
         rates = []
-        first = True
-        for m in self.net.features:
-            if isinstance(m, nn.Conv2d):
-                inp = _fold(h)
-                if first and self.channels_last:
-                    inp = inp.contiguous(memory_format=torch.channels_last)
-                cur = m(inp)
-                if first and self.capture_first_current and torch.is_grad_enabled():
-                    cur.retain_grad()
-                    self.first_current = cur
-                first = False
-                h = self._lif(_unfold(cur, T), li)
-                li += 1
-                if self.record:
-                    rates.append(h.mean(0))
-            elif isinstance(m, nn.AvgPool2d):
-                h = _unfold(m(_fold(h)), T)
-            elif isinstance(m, nn.Dropout):
-                if masks is not None:
-                    h = h * masks[di]
-                di += 1
-        h = h.flatten(2)
-        for lin in self.net.classifier:
-            h = self._lif(lin(h), li)
-            li += 1
-            if masks is not None and self.net.fc_dropout_p > 0:
-                h = h * masks[di]
-                di += 1
+
+        def spike(cur: Tensor, i: int) -> Tensor:
+            if i == 0 and self.capture_first_current and torch.is_grad_enabled():
+                cur.retain_grad()  # Algorithm 1 reads dL/dI_1 (T, B, C, H, W)
+                self.first_current = cur
+            s = self._lif(cur, i)
             if self.record:
-                rates.append(h.mean(0))
+                rates.append(s.mean(0))
+            return s
+
+        h = self.net.walk(seq, spike, masks, self.channels_last)
         if self.record:
             self.last_rates = rates
         return self.net.output(h.sum(0))
@@ -246,9 +274,13 @@ class SpikingVGG(nn.Module):
         T = self.T if T is None else check_timesteps(T)
         masks = self._dropout_masks(x)
         chunk = self.time_chunk
-        if chunk is None or chunk >= T or torch.is_grad_enabled():
-            return self.run(self.encoder(x, T), masks) / T
-        return self._chunked(x, T, chunk, masks)
+        if chunk is not None and chunk < T and self._inference_only():
+            return self._chunked(x, T, chunk, masks)  # encodes chunk by chunk: the full sequence never exists
+        return self.run(self.encoder(x, T), masks) / T
+
+    def _inference_only(self) -> bool:
+        """No graph, no recording, no Algorithm-1 hook: the in-place, chunked simulation applies."""
+        return not torch.is_grad_enabled() and not self.record and not self.capture_first_current
 
     @torch.no_grad()
     def _chunked(self, x: Tensor, T: int, chunk: int, masks) -> Tensor:
@@ -265,35 +297,16 @@ class SpikingVGG(nn.Module):
     @torch.no_grad()
     def _run_chunks(self, pieces, masks) -> Tensor:
         """Simulate consecutive pieces (n, B, ...) of one input sequence, carrying the membranes; summed output current."""
-        from .neurons import _forward_loop
         states: Dict[int, Tensor] = {}
+
+        def spike(cur: Tensor, i: int) -> Tensor:
+            s, states[i], _ = _forward_loop(cur, self.thresholds[i], self.leak, self.reset, self.delay,
+                                            states.get(i), keep_v=False, inplace=True)
+            return s
+
         total = None
         for h in pieces:
-            n, li, di = h.shape[0], 0, 0
-            for m in self.net.features:
-                if isinstance(m, nn.Conv2d):
-                    inp = _fold(h)
-                    if li == 0 and self.channels_last:
-                        inp = inp.contiguous(memory_format=torch.channels_last)
-                    cur = _unfold(m(inp), n)
-                    h, states[li], _ = _forward_loop(cur, self.thresholds[li], self.leak, self.reset, self.delay,
-                                                     states.get(li), keep_v=False)
-                    li += 1
-                elif isinstance(m, nn.AvgPool2d):
-                    h = _unfold(m(_fold(h)), n)
-                elif isinstance(m, nn.Dropout):
-                    if masks is not None:
-                        h = h * masks[di]
-                    di += 1
-            h = h.flatten(2)
-            for lin in self.net.classifier:
-                h, states[li], _ = _forward_loop(lin(h), self.thresholds[li], self.leak, self.reset, self.delay,
-                                                 states.get(li), keep_v=False)
-                li += 1
-                if masks is not None and self.net.fc_dropout_p > 0:
-                    h = h * masks[di]
-                    di += 1
-            s = h.sum(0)
+            s = self.net.walk(h, spike, masks, self.channels_last).sum(0)
             total = s if total is None else total + s
         return self.net.output(total)
 

@@ -326,11 +326,11 @@ def _compile_failed(exc: BaseException) -> None:
                   "using the eager loop from now on (same results, slower)", RuntimeWarning, stacklevel=3)
 
 
-def _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs) -> None:
+def _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs, step_buf=None) -> None:
     subtract = reset == "subtract"
     fired = None if subtract else torch.empty_like(u, dtype=torch.bool)
     for t in range(current.shape[0]):
-        s = spikes[t]
+        s = spikes[t] if step_buf is None else step_buf
         if delay:
             if vs is not None:
                 torch.div(u, th, out=vs[t]).sub_(1.0)
@@ -359,19 +359,24 @@ def _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs) -> None:
                 torch.gt(u, th, out=fired)
                 s.copy_(fired)
                 u.masked_fill_(fired, 0.0)
+        if step_buf is not None:
+            spikes[t].copy_(step_buf)
 
 
 def _forward_loop(current: Tensor, threshold, leak: float, reset: str, delay: bool,
-                  u0: Optional[Tensor], keep_v: bool):
+                  u0: Optional[Tensor], keep_v: bool, inplace: bool = False):
     """In-place simulation loop. Returns (spikes (T, B, ...), final membrane, normalised membranes or None).
 
     The normalised membrane v_t (the surrogate's argument) is stored only when ``keep_v``.  All buffers take the
-    memory layout of ``current`` (channels-last convolution outputs stay channels-last).
+    memory layout of ``current`` (channels-last convolution outputs stay channels-last).  ``inplace``: write the
+    spikes over ``current`` (step t after its current is consumed), so inference holds one (T, B, ...) tensor per
+    layer instead of two; ``current`` must then not be needed afterwards and must not require grad.
     """
     th = float(threshold)
     leak = float(leak)
     u = torch.zeros_like(current[0]) if u0 is None else u0.clone()
-    spikes = torch.empty_like(current)
+    spikes = current if inplace else torch.empty_like(current)
+    step_buf = torch.empty_like(current[0]) if inplace else None
     vs = torch.empty_like(current) if keep_v else None
     if _use_compiled(current):
         try:
@@ -380,12 +385,16 @@ def _forward_loop(current: Tensor, threshold, leak: float, reset: str, delay: bo
             th_t = torch.tensor(th, dtype=current.dtype, device=current.device)
             leak_t = torch.tensor(leak, dtype=current.dtype, device=current.device)
             for t in range(current.shape[0]):
-                step(u, current[t], spikes[t], None if vs is None else vs[t], th_t, leak_t, subtract, delay)
+                out = spikes[t] if step_buf is None else step_buf
+                step(u, current[t], out, None if vs is None else vs[t], th_t, leak_t, subtract, delay)
+                if step_buf is not None:
+                    spikes[t].copy_(step_buf)
             return spikes, u, vs
         except Exception as exc:  # pragma: no cover - depends on the machine's compiler
             _compile_failed(exc)
             u = torch.zeros_like(current[0]) if u0 is None else u0.clone()
-    _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs)
+    # without the delay, step t reads current[t] before it writes the spike: no staging buffer needed
+    _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs, step_buf if delay else None)
     return spikes, u, vs
 
 

@@ -110,6 +110,54 @@ def test_chunked_inference_equals_one_shot(vgg5):
     assert torch.allclose(a, b, atol=1e-6, rtol=1e-6)
 
 
+def test_inplace_inference_equals_graph_path(vgg5):
+    """The no-grad simulation (spikes written over the currents, time chunks) equals the autograd path."""
+    x = _x(2)
+    snn = SpikingVGG(vgg5, [1.0, 0.5, 0.5, 0.2, 0.2], T=11, leak=0.95).eval()
+    chunked = snn.twin(time_chunk=3).eval()  # a copy of the unused seeded encoder: the same spikes
+    with torch.no_grad():
+        a = snn(x)
+        b = chunked(x)
+    snn.encoder.reseed()
+    with torch.enable_grad():
+        c = snn(x)
+    assert c.requires_grad and torch.count_nonzero(a) > 0
+    assert torch.allclose(a, c.detach(), atol=1e-6, rtol=1e-6)
+    assert torch.allclose(b, c.detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_record_rates_with_time_chunk(vgg5):
+    snn = SpikingVGG(vgg5, [1.0, 0.5, 0.5, 0.2, 0.2], T=6, time_chunk=2).eval()
+    snn.record = True
+    with torch.no_grad():
+        out = snn(_x(2))
+    snn.record = False
+    assert len(snn.last_rates) == 5
+    snn.encoder.reseed()
+    with torch.no_grad():
+        assert torch.allclose(out, snn(_x(2)), atol=1e-6)
+
+
+def test_walk_with_relu_is_the_ann(vgg5):
+    """VGG.walk (the layer walker every SNN simulation uses) with ReLU as the activation is the ANN forward."""
+    import torch.nn.functional as F
+    from snnlib.encoding import normalize
+    x = _x(3)
+    vgg5.eval()
+    with torch.no_grad():
+        out = vgg5.output(vgg5.walk(normalize(x), lambda cur, i: F.relu(cur)))
+        assert torch.allclose(out, vgg5(x), atol=1e-5)
+        seen = []
+        assert vgg5.walk(normalize(x), lambda cur, i: seen.append(i) or (None if i == 2 else F.relu(cur))) is None
+    assert seen == [0, 1, 2]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_time_chunk_validated(vgg5, bad):
+    with pytest.raises(ValueError, match="time_chunk"):
+        SpikingVGG(vgg5, [1.0] * 5, T=4, time_chunk=bad)
+
+
 def test_logits_are_accumulator_readout(vgg5):
     """logits == fc_out(mean over time of the last hidden layer's spikes), rebuilt layer by layer."""
     th = [1.0, 0.6, 0.5, 0.2, 0.2]

@@ -101,8 +101,7 @@ def _grad_algorithm1(model: nn.Module, x: Tensor, y: Tensor, targeted: bool) -> 
             (gcur,) = torch.autograd.grad(obj.sum(), cur, allow_unused=True)
         if gcur is None:
             gcur = torch.zeros_like(cur)
-        T = gcur.shape[0] // B
-        G = gcur.reshape((T, B) + tuple(gcur.shape[1:])).sum(0)
+        G = gcur.reshape((-1, B) + tuple(gcur.shape[-3:])).sum(0)  # (T, B, ...) or (T*B, ...) -> sum over time
         g_norm = F.conv_transpose2d(G, conv.weight.detach(), stride=conv.stride, padding=conv.padding,
                                     dilation=conv.dilation)
         scale = 2.0 * float(getattr(model.encoder, "rate", 1.0))
