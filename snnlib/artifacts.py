@@ -45,6 +45,7 @@ __all__ = [
     "atomic_save_torch",
     "atomic_write_bytes",
     "atomic_write_json",
+    "run_provenance",
     "cache_dir",
     "canonical_json",
     "config_key",
@@ -517,3 +518,33 @@ def write_result(results_dir: str | os.PathLike, name: str, payload: Mapping[str
     out = {**meta, **payload}
     path = Path(results_dir) / f"{name}.json"
     return atomic_write_json(path, out)
+
+
+def run_provenance(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """One row per chapter result in ``results_dir``: how and where it was computed.
+
+    Keys: notebook, wall_time_s (the notebook's own measurement, seconds), runner_wall_time_s (papermill
+    execution including kernel start, from ``_study_log.json`` when the study runner made it), device, cpu_count,
+    torch_threads, torch_version, git_commit, timestamp_utc.  Files that are not result JSON are skipped.
+    """
+    d = Path(results_dir)
+    log: dict[str, Any] = {}
+    try:
+        log = json.loads((d / "_study_log.json").read_text()).get("notebooks", {})
+    except (OSError, ValueError):
+        pass
+    rows = []
+    for p in sorted(d.glob("*.json")):
+        if p.name.startswith("_"):
+            continue
+        try:
+            r = json.loads(p.read_text())
+        except ValueError:
+            continue
+        m = r.get("machine") or {}
+        rows.append(dict(notebook=p.stem, wall_time_s=r.get("wall_time_s"),
+                         runner_wall_time_s=(log.get(p.stem) or {}).get("wall_time_s"),
+                         device=m.get("device_name"), cpu_count=m.get("cpu_count"),
+                         torch_threads=m.get("torch_threads"), torch_version=r.get("torch_version"),
+                         git_commit=r.get("git_commit"), timestamp_utc=r.get("timestamp_utc")))
+    return rows

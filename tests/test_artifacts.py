@@ -244,3 +244,15 @@ def test_write_result(tmp_path):
         A.write_result(tmp_path, "../x", {})
     with pytest.raises(TypeError, match="payload must be a dict"):
         A.write_result(tmp_path, "x", [1])
+
+
+def test_run_provenance_reads_results_and_runner_log(tmp_path):
+    A.write_result(tmp_path, "02_discretization", {"results": {}}, wall_time_s=12.5)
+    A.write_result(tmp_path, "01_models", {"results": {}}, wall_time_s=3.0)
+    (tmp_path / "_study_log.json").write_text(json.dumps({"notebooks": {"01_models": {"wall_time_s": 4.25}}}))
+    (tmp_path / "broken.json").write_text("{not json")
+    rows = A.run_provenance(tmp_path)
+    assert [r["notebook"] for r in rows] == ["01_models", "02_discretization"]
+    assert rows[0]["wall_time_s"] == 3.0 and rows[0]["runner_wall_time_s"] == 4.25
+    assert rows[1]["runner_wall_time_s"] is None
+    assert rows[0]["cpu_count"] == os.cpu_count() and rows[0]["device"]
