@@ -139,8 +139,10 @@ def _thresholds(thresholds: Sequence[float]) -> List[float]:
     return [float(t) for t in torch.as_tensor(list(thresholds), dtype=torch.float32)]
 
 
-#: snnlib simulates inference in pieces of this many steps (``SpikingVGG.time_chunk``): the memory of T=8 at any T
-INFER_TIME_CHUNK = 8
+#: snnlib simulates inference in pieces of this many steps (``SpikingVGG.time_chunk``): the memory of T=4 at any T.
+#: Measured on the 2-core CPU at batch 64 (T=32, 64): chunks of 4 peak at ~160-180 MB, 8 at ~260 MB, 16 at ~420 MB,
+#: with throughput within the noise of a shared machine (larger chunks batch more convolution work per call)
+INFER_TIME_CHUNK = 4
 
 
 def build_snnlib(net: VGG, thresholds: Sequence[float] = VGG5_THRESHOLDS, leak: float = 0.99, T: int = 8,

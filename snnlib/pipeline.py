@@ -25,6 +25,9 @@ from .train import train_ann, train_snn
 __all__ = ["ModelSet", "build_models", "resolve_device", "PIPELINE_KEYS"]
 
 PIPELINE_VERSION = 1
+#: the study's SNNs simulate inference (no graph) in pieces of this many timesteps: the same numbers, with memory
+#: bounded at the paper profile's T=2000 (whole-sequence inference of VGG5 at batch 128 would need ~67 GB)
+INFER_TIME_CHUNK = 64
 PIPELINE_KEYS = ("dataset", "data_source", "data_dir", "arch", "n_train", "batch_size", "epochs_ann", "epochs_snn",
                  "T_conv", "T_bp", "leak_bp", "threshold_scale_bp", "balance_T", "balance_images")
 
@@ -109,7 +112,8 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
 
     th = list(cache.get_or_build("thresholds", th_cfg, build_thresholds)["thresholds"])
     info["thresholds"] = th
-    snn_conv = SpikingVGG(ann, scale_thresholds(th, 1.0), T=p["T_conv"], leak=1.0, encoder=PoissonEncoder(seed=0))
+    snn_conv = SpikingVGG(ann, scale_thresholds(th, 1.0), T=p["T_conv"], leak=1.0, encoder=PoissonEncoder(seed=0),
+                          time_chunk=INFER_TIME_CHUNK)
     snn_conv.to(device).eval()
 
     # 3. BPTT fine-tuning -----------------------------------------------------------------------------------
@@ -132,7 +136,8 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     bp_net = build_ann(p["arch"], nc, seed=seed)
     bp_net.load_state_dict(bp_state["model"])
     bp_net.to(device).eval()
-    snn_bp = SpikingVGG(bp_net, bp_th, T=p["T_bp"], leak=p["leak_bp"], encoder=PoissonEncoder(seed=0))
+    snn_bp = SpikingVGG(bp_net, bp_th, T=p["T_bp"], leak=p["leak_bp"], encoder=PoissonEncoder(seed=0),
+                        time_chunk=INFER_TIME_CHUNK)
     snn_bp.to(device).eval()
     info["snn_bp_history"] = bp_state.get("history")
     info["configs"] = {"ANN": ann_cfg, "SNN-conv": th_cfg, "SNN-BP": bp_cfg}
