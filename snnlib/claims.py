@@ -167,13 +167,23 @@ def _series(rows, x, entry, **where):
     return out
 
 
+#: verdict of a claim that accuracy falls along a sweep
+_FALLS = {"falls": SUPPORTED, "rises": CONTRADICTED, "flat": INCONCLUSIVE}
+#: verdict of a claim that accuracy does not change along a sweep
+_FLAT = {"falls": CONTRADICTED, "rises": CONTRADICTED, "flat": SUPPORTED}
+
+
+def _trend_claim(s, verdicts: Mapping[str, str], missing: str, label: str, note: str = "") -> Tuple[str, str]:
+    """Verdict from the trend of a sweep s = [(x, accuracy)] (``verdicts`` maps falls/rises/flat)."""
+    if len(s) < 2:
+        return NOT_RUN, missing
+    t = trend(s)
+    return verdicts[t["direction"]], f"{label}: {t['text']}{note}"
+
+
 def _c_T_bp(R):
     s = _series(_rows(R, "02_discretization"), "T", "pgd_wb", kind="SNN-BP", sweep="T")
-    if len(s) < 2:
-        return NOT_RUN, "chapter 2 has fewer than two T values"
-    t = trend(s)
-    v = {"falls": SUPPORTED, "rises": CONTRADICTED, "flat": INCONCLUSIVE}[t["direction"]]
-    return v, "SNN-BP white-box PGD accuracy against T: " + t["text"]
+    return _trend_claim(s, _FALLS, "chapter 2 has fewer than two T values", "SNN-BP white-box PGD accuracy against T")
 
 
 def _c_quant(kind: str):
@@ -195,20 +205,14 @@ def _c_quant(kind: str):
 
 def _c_T_conv(R):
     s = _series(_rows(R, "02_discretization"), "T", "pgd_wb", kind="SNN-conv", sweep="T")
-    if len(s) < 2:
-        return NOT_RUN, "chapter 2 has fewer than two T values"
-    t = trend(s)
-    v = SUPPORTED if t["direction"] == "flat" else CONTRADICTED
-    return v, "SNN-conv white-box PGD accuracy against T: " + t["text"] + " (claim: insensitive to T)"
+    return _trend_claim(s, _FLAT, "chapter 2 has fewer than two T values", "SNN-conv white-box PGD accuracy against T",
+                        " (claim: insensitive to T)")
 
 
 def _c_leak(R):
-    s = _series(_rows(R, "03_leak"), "leak", "pgd_wb")
-    if len(s) < 2:
-        return NOT_RUN, "chapter 3 has fewer than two leak values"
-    t = trend(s)  # accuracy from the smallest leak to the largest (1.0 = IF)
-    v = {"falls": SUPPORTED, "rises": CONTRADICTED, "flat": INCONCLUSIVE}[t["direction"]]
-    return v, "SNN-BP white-box PGD accuracy from the strongest leak to IF: " + t["text"]
+    s = _series(_rows(R, "03_leak"), "leak", "pgd_wb")  # from the smallest leak to the largest (1.0 = IF)
+    return _trend_claim(s, _FALLS, "chapter 3 has fewer than two leak values",
+                        "SNN-BP white-box PGD accuracy from the strongest leak to IF")
 
 
 def _c_layers(R):

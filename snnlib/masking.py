@@ -71,22 +71,24 @@ def _below(a: Accuracy, b: Accuracy, rule: str) -> bool:
     return a.high < b.low if rule == "ci" else a.value < b.value
 
 
+def _stronger_check(name: str, weak, weak_label: str, strong, strong_label: str, meaning: str, rule: str) -> Check:
+    """Flag when the attack that should be weaker (``weak``) leaves a lower accuracy than ``strong``."""
+    w, st = _acc(weak, f"{weak_label} accuracy"), _acc(strong, f"{strong_label} accuracy")
+    bad = _below(w, st, rule)
+    detail = f"{weak_label} {_pct(w)} {'<' if bad else '>='} {strong_label} {_pct(st)}" + (f": {meaning}" if bad else "")
+    return Check(name, not bad, detail, w.value - st.value)
+
+
 def black_box_stronger(wb_acc, bb_acc, rule: str = "ci") -> Check:
     """Flag when the black-box (transfer) accuracy is below the white-box one.  value: bb - wb (fraction)."""
-    wb, bb = _acc(wb_acc, "wb_acc"), _acc(bb_acc, "bb_acc")
-    bad = _below(bb, wb, rule)
-    detail = (f"black-box {_pct(bb)} {'<' if bad else '>='} white-box {_pct(wb)}"
-              + (": the white-box gradient is worse than a transfer attack" if bad else ""))
-    return Check("black_box_stronger", not bad, detail, bb.value - wb.value)
+    return _stronger_check("black_box_stronger", bb_acc, "black-box", wb_acc, "white-box",
+                           "the white-box gradient is worse than a transfer attack", rule)
 
 
 def single_step_stronger(fgsm_acc, pgd_acc, rule: str = "ci") -> Check:
     """Flag when single-step FGSM leaves a lower accuracy than iterative PGD.  value: fgsm - pgd (fraction)."""
-    f, p = _acc(fgsm_acc, "fgsm_acc"), _acc(pgd_acc, "pgd_acc")
-    bad = _below(f, p, rule)
-    detail = (f"FGSM {_pct(f)} {'<' if bad else '>='} PGD {_pct(p)}"
-              + (": iterating does not help, the gradient direction is unreliable" if bad else ""))
-    return Check("single_step_stronger", not bad, detail, f.value - p.value)
+    return _stronger_check("single_step_stronger", fgsm_acc, "FGSM", pgd_acc, "PGD",
+                           "iterating does not help, the gradient direction is unreliable", rule)
 
 
 def _eps_items(acc_by_eps: Mapping[float, Any]) -> List[tuple]:

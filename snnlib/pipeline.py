@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
+from torch import nn
 
 from . import data as D
 from .artifacts import ArtifactCache
@@ -84,15 +85,18 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
                    data_source=train.source, dataset=p["dataset"], n_train=len(train), epochs=p["epochs_ann"],
                    batch_size=p["batch_size"], seed=seed)
 
-    def build_ann_state():
-        net = build_ann(p["arch"], nc, seed=seed)
-        ckpt = cache.path("checkpoints", ann_cfg) / "ann.pt"
+    def trained(kind: str, cfg: dict, net: VGG, model: nn.Module, train_fn, epochs: int, what: str):
+        """Train ``model`` (checkpointed under ``cfg``) and return the cache entry: net weights, history, seconds."""
         t0 = time.time()
-        hist = train_ann(net, train, p["epochs_ann"], batch_size=p["batch_size"], seed=seed, checkpoint=ckpt,
-                         progress=progress, device=device)
-        log(f"trained ANN (seed {seed}, {p['epochs_ann']} epochs) in {time.time() - t0:.0f} s")
+        hist = train_fn(model, train, epochs, batch_size=p["batch_size"], seed=seed,
+                        checkpoint=cache.path("checkpoints", cfg) / f"{kind}.pt", progress=progress, device=device)
+        log(f"trained {what} (seed {seed}, {epochs} epochs) in {time.time() - t0:.0f} s")
         return {"model": {k: v.cpu() for k, v in net.state_dict().items()}, "history": hist,
                 "seconds": time.time() - t0}
+
+    def build_ann_state():
+        net = build_ann(p["arch"], nc, seed=seed)
+        return trained("ann", ann_cfg, net, net, train_ann, p["epochs_ann"], "ANN")
 
     ann_state = cache.get_or_build("ann", ann_cfg, build_ann_state)
     ann = build_ann(p["arch"], nc, seed=seed)
@@ -124,13 +128,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     def build_bp_state():
         net = copy.deepcopy(ann)
         snn = SpikingVGG(net, bp_th, T=p["T_bp"], leak=p["leak_bp"], encoder=PoissonEncoder(seed=seed))
-        ckpt = cache.path("checkpoints", bp_cfg) / "snn_bp.pt"
-        t0 = time.time()
-        hist = train_snn(snn, train, p["epochs_snn"], batch_size=p["batch_size"], seed=seed, checkpoint=ckpt,
-                         progress=progress, device=device)
-        log(f"trained BPTT SNN (seed {seed}, T={p['T_bp']}, {p['epochs_snn']} epochs) in {time.time() - t0:.0f} s")
-        return {"model": {k: v.cpu() for k, v in net.state_dict().items()}, "history": hist,
-                "seconds": time.time() - t0}
+        return trained("snn_bp", bp_cfg, net, snn, train_snn, p["epochs_snn"], f"BPTT SNN (T={p['T_bp']})")
 
     bp_state = cache.get_or_build("snn_bp", bp_cfg, build_bp_state)
     bp_net = build_ann(p["arch"], nc, seed=seed)
