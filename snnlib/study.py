@@ -878,7 +878,7 @@ def _parser() -> argparse.ArgumentParser:
                          description="Execute the book's notebooks with papermill.")
     run.add_argument("--profile", default="smoke",
                      help="profile in snnlib/profiles.yaml: smoke (CI, minutes), laptop "
-                          "(2-core CPU, ~2 h), paper (GPU, many hours); default: smoke")
+                          "(2-core CPU, ~2.5 h), paper (GPU, many hours); default: smoke")
     run.add_argument("--only", action="append", metavar="NOTEBOOK",
                      help="run only these notebooks (repeatable or comma-separated; "
                           "'02_discretization', 'discretization' or '02')")
