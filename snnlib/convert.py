@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .encoding import PoissonEncoder, check_timesteps
 from .models import VGG, SpikingVGG
-from .neurons import _forward_loop
+from .neurons import multistep_forward
 
 __all__ = ["balance_thresholds", "convert", "scale_thresholds"]
 
@@ -48,7 +48,7 @@ def balance_thresholds(net: VGG, images: Tensor, T: int, seed: int = 0, time_chu
                 if i == layer:  # the layer being balanced: record its peak input current and stop
                     peak = torch.maximum(peak, cur.max())
                     return None
-                s, states[i], _ = _forward_loop(cur, th[i], 1.0, "subtract", delay, states.get(i), False, inplace=True)
+                s, states[i], _ = multistep_forward(cur, th[i], 1.0, "subtract", delay, states.get(i), False, inplace=True)
                 return s
 
             done = 0

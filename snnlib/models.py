@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
-from .neurons import Surrogate, _forward_loop, check_neuron_args, get_surrogate, lif_multistep
+from .neurons import Surrogate, multistep_forward, check_neuron_args, get_surrogate, lif_multistep
 
 __all__ = ["ARCHS", "VGG", "SpikingVGG", "build_ann", "check_arch"]
 
@@ -249,7 +249,7 @@ class SpikingVGG(nn.Module):
             self.last_rates = rates
         return self.net.output(h.sum(0))
 
-    def _dropout_masks(self, x: Tensor) -> Optional[List[Tensor]]:
+    def dropout_masks(self, x: Tensor) -> Optional[List[Tensor]]:
         """One mask per dropout layer, drawn once per forward call (global RNG) and fixed over time."""
         if not self.training:
             return None
@@ -272,7 +272,7 @@ class SpikingVGG(nn.Module):
 
     def forward(self, x: Tensor, T: Optional[int] = None) -> Tensor:
         T = self.T if T is None else check_timesteps(T)
-        masks = self._dropout_masks(x)
+        masks = self.dropout_masks(x)
         chunk = self.time_chunk
         if chunk is not None and chunk < T and self._inference_only():
             return self._chunked(x, T, chunk, masks)  # encodes chunk by chunk: the full sequence never exists
@@ -300,7 +300,7 @@ class SpikingVGG(nn.Module):
         states: Dict[int, Tensor] = {}
 
         def spike(cur: Tensor, i: int) -> Tensor:
-            s, states[i], _ = _forward_loop(cur, self.thresholds[i], self.leak, self.reset, self.delay,
+            s, states[i], _ = multistep_forward(cur, self.thresholds[i], self.leak, self.reset, self.delay,
                                             states.get(i), keep_v=False, inplace=True)
             return s
 

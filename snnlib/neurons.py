@@ -194,7 +194,7 @@ def lif_step(current: Tensor, state: Optional[LIFState], threshold: Union[float,
 
 
 # ----------------------------------------------------------------------------------------------- fused multi-step
-# Backends of the per-step elementwise update in ``_forward_loop`` and ``_LIFMultiStep.backward``:
+# Backends of the per-step elementwise update in ``multistep_forward`` and ``_LIFMultiStep.backward``:
 #   "eager"   — in-place ATen ops on preallocated buffers laid out like the input current;
 #   "compile" — each step is one fused ``torch.compile`` (inductor) kernel that reads the membrane and the input
 #               once and writes the spikes, the membrane and (for BPTT) the normalised membrane in one pass; the
@@ -363,7 +363,7 @@ def _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs, step_buf
             spikes[t].copy_(step_buf)
 
 
-def _forward_loop(current: Tensor, threshold, leak: float, reset: str, delay: bool,
+def multistep_forward(current: Tensor, threshold, leak: float, reset: str, delay: bool,
                   u0: Optional[Tensor], keep_v: bool, inplace: bool = False):
     """In-place simulation loop. Returns (spikes (T, B, ...), final membrane, normalised membranes or None).
 
@@ -413,7 +413,7 @@ class _LIFMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, threshold, leak, surrogate, reset, delay):
-        spikes, u, vs = _forward_loop(current, threshold, leak, reset, delay, None, keep_v=True)
+        spikes, u, vs = multistep_forward(current, threshold, leak, reset, delay, None, keep_v=True)
         ctx.save_for_backward(vs, threshold)
         ctx.cfg = (leak, surrogate, reset, delay)
         return spikes
@@ -468,7 +468,7 @@ def lif_multistep(current: Tensor, threshold: Union[float, Tensor], leak: float 
         raise ValueError(f"current must have shape (T, B, ...), got {tuple(current.shape)}")
     if torch.is_grad_enabled() and current.requires_grad:
         return _LIFMultiStep.apply(current, th, float(leak), sg, reset, bool(delay))
-    spikes, _, _ = _forward_loop(current, th, float(leak), reset, bool(delay), None, keep_v=False)
+    spikes, _, _ = multistep_forward(current, th, float(leak), reset, bool(delay), None, keep_v=False)
     return spikes
 
 

@@ -9,7 +9,6 @@ Checkpoints load with ``torch.load(weights_only=True)`` and carry the configurat
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Union
@@ -19,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Split, batches
+from .files import atomic_save_torch
 
-__all__ = ["TrainConfig", "fit", "train_ann", "train_snn", "load_checkpoint", "CheckpointMismatch"]
+__all__ = ["fit", "train_ann", "train_snn", "load_checkpoint", "CheckpointMismatch"]
 
 
 class CheckpointMismatch(RuntimeError):
@@ -29,13 +29,6 @@ class CheckpointMismatch(RuntimeError):
 
 def _json_clean(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
@@ -124,7 +117,7 @@ def fit(model: nn.Module, train: Split, epochs: int, optimizer: torch.optim.Opti
             rng = {"data": gen.get_state(), "torch": torch.get_rng_state()}
             if encoder is not None:
                 rng["encoder"] = encoder.get_state(device)
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            atomic_save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                           "history": history, "rng": rng, "config": config}, ckpt_path)
     return history
 

@@ -45,15 +45,21 @@ Randomness and determinism: random starts (PGD), the random step (R-FGSM), the s
 ``attack`` call, so the same seed gives identical adversarial images.  The call restores the encoder's state,
 the global RNG and the model's train/eval mode afterwards.
 """
-from .base import (GRAD_MODES, Attack, attack_objective, gradient, is_spiking,  # noqa: F401
-                   resolve_grad_mode)
+from .base import Attack  # noqa: F401
 from .bim import BIM, kurakin_steps  # noqa: F401
+from .checks import check_eps, check_eot, check_inputs, check_step_size, check_steps  # noqa: F401
 from .fgsm import FGSM  # noqa: F401
+from .gradients import GRAD_MODES, check_grad_mode, gradient, register_grad_mode, resolve_grad_mode  # noqa: F401
+from .objective import attack_objective, is_spiking  # noqa: F401
 from .pgd import PGD  # noqa: F401
+from .rate import RATE_RULES, rate_forward  # noqa: F401
 from .rfgsm import RFGSM  # noqa: F401
+from .suite import PAPER_ALPHA, adaptive_suite, default_alpha, surrogate_variants  # noqa: F401
 
+#: attack name -> class (the names the study's profiles use).
 ATTACKS = {"fgsm": FGSM, "rfgsm": RFGSM, "bim": BIM, "pgd": PGD}
 
-__all__ = ["Attack", "FGSM", "RFGSM", "BIM", "PGD", "ATTACKS", "GRAD_MODES", "gradient", "is_spiking",
-           "resolve_grad_mode", "attack_objective", "kurakin_steps"]
-from .. import adaptive as _adaptive  # noqa: E402,F401  (registers the "rate", "rga" and "ann_proxy" gradient modes)
+__all__ = ["Attack", "FGSM", "RFGSM", "BIM", "PGD", "ATTACKS", "GRAD_MODES", "gradient", "register_grad_mode",
+           "resolve_grad_mode", "check_grad_mode", "attack_objective", "is_spiking", "kurakin_steps", "RATE_RULES",
+           "rate_forward", "PAPER_ALPHA", "adaptive_suite", "default_alpha", "surrogate_variants", "check_eps",
+           "check_eot", "check_inputs", "check_step_size", "check_steps"]

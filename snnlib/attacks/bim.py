@@ -9,7 +9,8 @@ from typing import Optional
 
 import torch
 
-from .base import Attack, check_step_size, check_steps
+from .base import Attack
+from .checks import check_step_size, check_steps
 
 __all__ = ["BIM", "kurakin_steps"]
 

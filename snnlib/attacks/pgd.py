@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attack, attack_objective, check_step_size, check_steps
+from .base import Attack
+from .checks import check_step_size, check_steps
+from .objective import attack_objective
 
 __all__ = ["PGD"]
 

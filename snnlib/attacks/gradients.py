@@ -1,0 +1,134 @@
+"""Input-gradient estimators ("gradient modes") of an SNN or ANN, and the one entry point :func:`gradient`.
+
+:data:`GRAD_MODES` maps a name to ``fn(model, x, y, targeted) -> (grad (B, C, H, W), objective (B,))``.  The
+registry is filled once, here: "autograd", "bptt", "algorithm1" (this module) and the rate-based "rate", "rga" and
+"ann_proxy" (:mod:`snnlib.attacks.rate`).  Add an estimator with :func:`register_grad_mode`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .checks import check_eot
+from .objective import attack_objective, input_gradient, is_spiking
+from .rate import grad_ann_proxy, grad_rate, grad_rga
+
+__all__ = ["GRAD_MODES", "GradFn", "register_grad_mode", "resolve_grad_mode", "check_grad_mode", "gradient"]
+
+GradFn = Callable[[nn.Module, Tensor, Tensor, bool], Tuple[Tensor, Tensor]]
+
+
+def _grad_autograd(model: nn.Module, x: Tensor, y: Tensor, targeted: bool) -> Tuple[Tensor, Tensor]:
+    """Plain autograd input gradient (for an SNN: whatever its encoder's ``grad`` setting lets through)."""
+    return input_gradient(model, x, y, targeted)
+
+
+@contextlib.contextmanager
+def _encoder_grad(model: nn.Module, grad: str):
+    enc = getattr(model, "encoder", None)
+    if enc is None or not hasattr(enc, "grad"):
+        yield
+        return
+    old = enc.grad
+    enc.grad = grad
+    try:
+        yield
+    finally:
+        enc.grad = old
+
+
+def _grad_bptt(model: nn.Module, x: Tensor, y: Tensor, targeted: bool) -> Tuple[Tensor, Tensor]:
+    """BPTT through the surrogate with a straight-through Poisson encoder (encoder grad forced to "ste")."""
+    with _encoder_grad(model, "ste"):
+        return _grad_autograd(model, x, y, targeted)
+
+
+def _grad_algorithm1(model: nn.Module, x: Tensor, y: Tensor, targeted: bool) -> Tuple[Tensor, Tensor]:
+    """The papers' Algorithm 1: dL/d(first conv current), summed over time, mapped back by the transposed conv1.
+
+    The spikes enter as constants (no autograd path to the pixels); the result is sum_t dL/ds_t, the gradient
+    with respect to the normalised input, chained to pixels by d x_norm / d x = 2 * rate.
+    """
+    if not hasattr(model, "capture_first_current") or not hasattr(model, "net"):
+        raise ValueError("grad_mode 'algorithm1' needs a snnlib SpikingVGG (it hooks the first conv layer's current)")
+    conv = model.net.features[0]
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError("grad_mode 'algorithm1' needs a first layer that is a Conv2d")
+    B = x.shape[0]
+    old_cap, old_rg = model.capture_first_current, conv.weight.requires_grad
+    model.capture_first_current = True
+    conv.weight.requires_grad_(True)  # so the current is part of a graph even for frozen weights
+    try:
+        with torch.enable_grad():
+            obj = attack_objective(model(x.detach()), y, targeted)
+            cur = model.first_current
+            (gcur,) = torch.autograd.grad(obj.sum(), cur, allow_unused=True)
+        if gcur is None:
+            gcur = torch.zeros_like(cur)
+        G = gcur.reshape((-1, B) + tuple(gcur.shape[-3:])).sum(0)  # (T, B, ...) or (T*B, ...) -> sum over time
+        g_norm = F.conv_transpose2d(G, conv.weight.detach(), stride=conv.stride, padding=conv.padding,
+                                    dilation=conv.dilation)
+        scale = 2.0 * float(getattr(model.encoder, "rate", 1.0))
+        return (g_norm * scale).contiguous(), obj.detach()
+    finally:
+        model.capture_first_current = old_cap
+        model.first_current = None
+        conv.weight.requires_grad_(old_rg)
+
+
+#: name -> fn(model, x, y, targeted) -> (grad (B, C, H, W), objective (B,)); extend with new estimators.
+GRAD_MODES: Dict[str, GradFn] = {"autograd": _grad_autograd, "bptt": _grad_bptt, "algorithm1": _grad_algorithm1,
+                                 "rate": grad_rate, "rga": grad_rga, "ann_proxy": grad_ann_proxy}
+
+
+def register_grad_mode(name: str, fn: GradFn) -> GradFn:
+    """Add an estimator ``fn(model, x, y, targeted) -> (grad, objective)`` under ``name`` (not "auto")."""
+    if not isinstance(name, str) or not name or name == "auto":
+        raise ValueError(f"a gradient mode needs a non-empty name other than 'auto', got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"gradient mode {name!r} must be callable, got {type(fn).__name__}")
+    GRAD_MODES[name] = fn
+    return fn
+
+
+
+def check_grad_mode(mode) -> str:
+    """"auto" or a registered gradient mode name."""
+    if mode != "auto" and mode not in GRAD_MODES:
+        raise ValueError(f"unknown grad_mode {mode!r}; choose 'auto' or one of {sorted(GRAD_MODES)}")
+    return mode
+
+
+
+def resolve_grad_mode(model: nn.Module, mode: str) -> str:
+    """"auto" -> "bptt" for spiking models, "autograd" for ANNs; other names are checked against the registry."""
+    check_grad_mode(mode)
+    if mode == "auto":
+        return "bptt" if is_spiking(model) else "autograd"
+    return mode
+
+
+def gradient(model: nn.Module, x: Tensor, y: Tensor, mode: str = "auto", eot: int = 1,
+             targeted: bool = False) -> Tuple[Tensor, Tensor]:
+    """Input gradient of the attack objective, averaged over ``eot`` forward/backward passes.
+
+    x: (B, C, H, W) pixels in [0, 1]; y: (B,) labels (targets when ``targeted``).  Each pass draws fresh Poisson
+    spikes (the encoder's generator just continues) and, in train mode, a fresh dropout mask.
+    Returns (grad (B, C, H, W), objective per image (B,), both averaged over the passes).
+    The model's mode and encoder state are used as they are (``Attack`` sets them up).
+    """
+    fn = GRAD_MODES[resolve_grad_mode(model, mode)]
+    eot = check_eot(eot)
+    g_sum, o_sum = fn(model, x, y, bool(targeted))
+    for _ in range(eot - 1):
+        g, o = fn(model, x, y, bool(targeted))
+        g_sum, o_sum = g_sum + g, o_sum + o
+    if eot > 1:
+        g_sum, o_sum = g_sum / eot, o_sum / eot
+    return g_sum, o_sum
+
+

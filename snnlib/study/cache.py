@@ -1,0 +1,247 @@
+"""Artifact cache: trained models keyed by the configuration that made them.
+
+Trained models are shared between notebooks through an :class:`ArtifactCache` keyed by the
+configuration that made them, so each model is trained once.  The cache lives outside the work
+tree (``$SNNLIB_CACHE``, default ``~/.cache/snnlib``).  Every file is written atomically (temp
+file in the same folder, then :func:`os.replace`), so a run that is stopped never leaves a
+half-written entry and simply resumes: finished entries are loaded, missing ones are built.
+Two processes asking for the same entry do not both build it: :meth:`ArtifactCache.get_or_build`
+holds a per-entry lock (``fcntl.flock``; released by the OS if the holder dies), the second
+process waits and then loads what the first one saved.
+
+Layout::
+
+    <root>/<kind>/<key>/state.pt      torch.save of a dict of tensors / primitives (written last)
+    <root>/<kind>/<key>/config.json   the configuration (and kind, key, versions, timestamp)
+    <root>/<kind>/<key>.lock          lock file (empty)
+
+``key = config_key(config)``: the first 16 hex digits of the sha256 of the canonical JSON of the
+configuration (sorted keys, no whitespace, floats as Python's shortest round-trip ``repr``).
+Note that ``1`` and ``1.0`` are different values in a configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..files import atomic_write_bytes, atomic_write_json, file_lock
+from ..machine import snnlib_version, torch_version, utc_now
+
+__all__ = ["ENV_VAR", "ArtifactCache", "CacheError", "cache_dir", "canonical_json", "config_key"]
+
+#: Environment variable that sets the cache folder.
+ENV_VAR = "SNNLIB_CACHE"
+
+_KEY_LEN = 16
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class CacheError(RuntimeError):
+    """A cache entry is unreadable or inconsistent."""
+
+
+# --------------------------------------------------------------------------------------------
+# Cache folder and keys
+# --------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Root of the artifact cache: ``$SNNLIB_CACHE`` if set, else ``~/.cache/snnlib``."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "snnlib"
+
+
+def _canonical(obj: Any, where: str) -> Any:
+    """Return a JSON-ready copy of a configuration value, or raise a clear ``TypeError``."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"config value at {where} is {obj!r}: NaN/inf cannot be part of "
+                             "a cache key")
+        return float(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"config key {k!r} at {where} is a {type(k).__name__}; "
+                                "configuration keys must be strings")
+            out[k] = _canonical(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    # numpy / torch scalars (0-d arrays) -> Python numbers
+    item = getattr(obj, "item", None)
+    if callable(item) and getattr(obj, "ndim", None) == 0:
+        return _canonical(item(), where)
+    raise TypeError(f"config value at {where} has type {type(obj).__name__}, which is not "
+                    "JSON-serialisable; allowed: None, bool, int, float, str, list/tuple, "
+                    "dict with str keys (and numpy/torch scalars)")
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """Canonical JSON text of a configuration (sorted keys, compact, stable floats)."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}: {config!r:.80}")
+    return json.dumps(_canonical(config, "config"), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True, allow_nan=False)
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the sha256 of :func:`canonical_json` ``(config)``."""
+    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:_KEY_LEN]
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+# --------------------------------------------------------------------------------------------
+
+
+def _check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not _NAME_RE.match(kind):
+        raise ValueError(f"artifact kind must be a simple name (letters, digits, '_', '-', "
+                         f"'.'), got {kind!r}")
+    return kind
+
+
+class ArtifactCache:
+    """Content-addressed store of trained models (and other state dicts).
+
+    >>> cache = ArtifactCache()                     # root = cache_dir()
+    >>> state = cache.get_or_build("ann", cfg, lambda: {"model": net.state_dict()})
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else cache_dir()
+
+    def __repr__(self) -> str:
+        return f"ArtifactCache(root={str(self.root)!r})"
+
+    # -- paths --------------------------------------------------------------------------------
+    def key(self, config: Mapping[str, Any]) -> str:
+        return config_key(config)
+
+    def path(self, kind: str, config: Mapping[str, Any]) -> Path:
+        """Folder of the entry: ``<root>/<kind>/<key>/``."""
+        return self.root / _check_kind(kind) / config_key(config)
+
+    def _lock_path(self, kind: str, config: Mapping[str, Any]) -> Path:
+        return self.root / _check_kind(kind) / f"{config_key(config)}.lock"
+
+    def has(self, kind: str, config: Mapping[str, Any]) -> bool:
+        """True when a complete entry exists (``state.pt`` is written last)."""
+        d = self.path(kind, config)
+        return (d / "state.pt").is_file() and (d / "config.json").is_file()
+
+    # -- save / load --------------------------------------------------------------------------
+    def save(self, kind: str, config: Mapping[str, Any], state: Mapping[str, Any]) -> Path:
+        """Store ``state`` (a dict of tensors / primitives) for ``config``; return the folder.
+
+        The state is checked to load back with ``torch.load(weights_only=True)`` *before*
+        anything is written, so a bad state fails here and not in a later notebook.
+        """
+        import torch
+
+        if not isinstance(state, Mapping):
+            raise TypeError(f"ArtifactCache.save({kind!r}): state must be a dict, got "
+                            f"{type(state).__name__}")
+        cfg_text = canonical_json(config)           # validates config
+        d = self.path(kind, config)
+        buf = io.BytesIO()
+        try:
+            torch.save(dict(state), buf)
+            torch.load(io.BytesIO(buf.getvalue()), weights_only=True, map_location="cpu")
+        except Exception as e:
+            raise TypeError(f"ArtifactCache.save({kind!r}): the state holds objects that "
+                            "torch.save/torch.load(weights_only=True) refuse; store only tensors, "
+                            f"numbers, strings, None and lists/tuples/dicts of them ({e})") \
+                from None
+        meta = {
+            "kind": kind,
+            "key": config_key(config),
+            "config": json.loads(cfg_text),
+            "created_utc": utc_now(),
+            "snnlib_version": snnlib_version(),
+            "torch_version": torch_version(),
+        }
+        atomic_write_json(d / "config.json", meta)
+        atomic_write_bytes(d / "state.pt", buf.getvalue())   # last: marks the entry complete
+        return d
+
+    def load(self, kind: str, config: Mapping[str, Any],
+             map_location: Any = "cpu") -> dict[str, Any]:
+        """Load the entry for ``config`` (``torch.load(weights_only=True)``)."""
+        import torch
+
+        d = self.path(kind, config)
+        if not self.has(kind, config):
+            raise KeyError(f"no cached {kind!r} entry for this config (expected {d}/state.pt)")
+        try:
+            stored = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CacheError(f"cache entry {d}: unreadable config.json ({e}); delete the "
+                             "folder to rebuild it") from None
+        if stored.get("config") != json.loads(canonical_json(config)):
+            raise CacheError(f"cache entry {d}: stored config differs from the requested one "
+                             "(key collision or edited file); delete the folder to rebuild it")
+        try:
+            state = torch.load(d / "state.pt", weights_only=True, map_location=map_location)
+        except Exception as e:
+            raise CacheError(f"cache entry {d}: cannot load state.pt ({type(e).__name__}: "
+                             f"{e}); delete the folder to rebuild it") from None
+        if not isinstance(state, dict):
+            raise CacheError(f"cache entry {d}: state.pt does not hold a dict")
+        return state
+
+    def get_or_build(self, kind: str, config: Mapping[str, Any],
+                     build_fn: Callable[[], Mapping[str, Any]],
+                     map_location: Any = "cpu") -> dict[str, Any]:
+        """Return the cached state for ``config``, or build, save and return it.
+
+        ``build_fn()`` is called at most once per entry across processes: the per-entry lock is
+        held while building, and a process that had to wait loads the result.  A corrupt entry
+        is rebuilt.  The freshly built state is returned as ``build_fn`` made it (not reloaded).
+        """
+        if self.has(kind, config):
+            try:
+                return self.load(kind, config, map_location=map_location)
+            except CacheError as e:
+                print(f"snnlib: {e}; rebuilding", file=sys.stderr, flush=True)
+        what = f"another process building {kind}/{config_key(config)}"
+        with file_lock(self._lock_path(kind, config), what):
+            if self.has(kind, config):
+                try:
+                    return self.load(kind, config, map_location=map_location)
+                except CacheError as e:
+                    print(f"snnlib: {e}; rebuilding", file=sys.stderr, flush=True)
+            state = build_fn()
+            if not isinstance(state, Mapping):
+                raise TypeError(f"build_fn for {kind!r} must return a dict (state), got "
+                                f"{type(state).__name__}")
+            self.save(kind, config, state)
+            return dict(state)
+
+    def remove(self, kind: str, config: Mapping[str, Any]) -> bool:
+        """Delete the entry (if any); return whether something was deleted."""
+        d = self.path(kind, config)
+        if not d.exists():
+            return False
+        with file_lock(self._lock_path(kind, config),
+                        f"another process using {kind}/{config_key(config)}"):
+            shutil.rmtree(d, ignore_errors=True)
+        return True

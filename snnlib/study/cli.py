@@ -1,0 +1,871 @@
+"""Run the book's notebooks with papermill under a profile.
+
+Usage::
+
+    python -m snnlib.study run --profile smoke|laptop|paper [--only NOTEBOOK ...]
+                               [-p name=value ...] [--dry-run] [--resume] [--keep-going]
+                               [--out-dir DIR] [--results-dir DIR] [--data-dir DIR]
+                               [--book-dir DIR] [--cache-dir DIR] [-v]
+                               [--executor local|dask|slurm] [--retries N] [--no-train-units]
+                               [--scheduler ADDRESS] [--workers N]                    (dask)
+                               [--partition P] [--time T] [--gpus-per-node N]
+                               [--cpus-per-task N] [--slurm-arg KEY=VALUE ...]         (slurm)
+    python -m snnlib.study profiles                    # list the profiles
+    python -m snnlib.study parameters-cell NOTEBOOK    # print a parameters cell (smoke defaults)
+
+``run`` executes ``<book-dir>/<nb>.ipynb`` for every notebook (in book order, or only those named
+with ``--only``: ``02_discretization``, ``discretization`` or ``02``) with
+``papermill.execute_notebook(..., kernel_name="python3", cwd=<repo root>)`` and the profile's
+parameters plus ``profile`` and ``results_dir``.  The executed copy replaces
+``<out-dir>/<nb>.ipynb`` (default: the book folder itself, i.e. in place) only when the notebook
+finished: papermill writes to a temp file that is then ``os.replace``-d, so an interrupted run never
+leaves a half notebook.  A failed notebook's executed copy (with the traceback) is kept as
+``<results-dir>/<nb>.failed.ipynb``.
+
+``-p name=value`` values are parsed as YAML (``-p T_list=[4,8]``, ``-p data_dir=null``) and
+validated against :data:`snnlib.study.profiles.KNOWN_PARAMS`.  Exit codes: 0 success, 1 a notebook
+failed, 2 bad usage/profile/parameter, 130 interrupted.
+
+The runner keeps a log ``<results-dir>/_study_log.json`` (status, wall time and parameters of the
+last run of each notebook): ``--resume`` skips notebooks whose last run succeeded with the same
+parameters, and ``--dry-run`` uses measured wall times for its estimate (the ``wall_time_s``
+of ``<results-dir>/<nb>.json`` written by the notebook, else the log's, else the profile's
+``estimate_s``).
+
+Executors (:mod:`snnlib.study.executors`): the work is a grid of independent units, one per (notebook,
+parameters), plus with ``--executor dask|slurm`` one ``train`` unit per model seed that the notebook
+units depend on (models are trained once, before the evaluations, into the shared artifact cache
+given by ``--cache-dir``).  ``local`` (default) runs the notebooks one after another in this process,
+as before; ``dask`` submits the units to a Dask cluster (``--scheduler``, else a ``LocalCluster`` of
+``--workers`` processes); ``slurm`` submits one job per unit with submitit (``--dry-run`` prints the
+sbatch parameters without submitting).  A failed unit is retried ``--retries`` times (default 1 on a
+cluster, 0 locally); progress (done, running, failed, remaining) is printed while it runs, and the
+end lists the failures with the command that reruns only the notebooks that did not finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import profiles as _profiles
+from ..files import atomic_write_bytes, atomic_write_json, file_lock
+from ..machine import utc_now
+from .executors import environment
+from .notebooks import execute_notebook, relative_path as _rel
+from .profiles import NOTEBOOKS, ProfileError
+
+__all__ = ["main", "parse_param", "repo_root", "LOG_NAME"]
+
+#: Runner log file name inside the results folder.
+LOG_NAME = "_study_log.json"
+
+#: Notebooks that train nothing and summarise the others: ordered after them, no train units.
+AGGREGATE_NOTEBOOKS = ("07_summary",)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad command line / parameter: reported on stderr, exit code 2."""
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``snnlib/`` and ``book/``)."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "book").is_dir() or (here / "_toc.yml").is_file():
+        return here
+    return Path.cwd().resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = float(s)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        m, sec = divmod(int(round(s)), 60)
+        return f"{m}m {sec:02d}s"
+    h, rem = divmod(int(round(s)), 3600)
+    return f"{h}h {rem // 60:02d}m"
+
+
+def _fmt_v(v: Any) -> str:
+    """Value as the user would type it in YAML (null, [4, 8], 0.99, cifar10)."""
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+def _source_hash(path: Path) -> str | None:
+    """sha256 of a notebook's code: cell types and sources, without papermill's injected cell.
+
+    Equal for a notebook and its executed copy, so ``--resume`` notices edited notebooks.
+    """
+    import hashlib
+
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(path), as_version=4).cells
+    except Exception:
+        return None
+    h = hashlib.sha256()
+    for c in cells:
+        if "injected-parameters" in c.get("metadata", {}).get("tags", []):
+            continue
+        h.update(json.dumps([c.cell_type, c.source]).encode("utf-8"))
+    return h.hexdigest()
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """Parse ``name=value``; the value is YAML (``[4,8]`` -> list, ``null`` -> None)."""
+    import yaml
+
+    if "=" not in text:
+        raise UsageError(f"-p {text!r}: expected name=value (e.g. -p T_bp=8 or -p T_list=[4,8])")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if not name:
+        raise UsageError(f"-p {text!r}: missing parameter name before '='")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        msg = str(e).splitlines()[0]
+        raise UsageError(f"-p {text!r}: value {raw!r} is not valid YAML ({msg})") from None
+    return name, value
+
+
+def _split_multi(values: Sequence[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x for x in (s.strip() for s in v.split(",")) if x)
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------------
+
+
+class _Plan:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = repo_root()
+        cwd = Path.cwd()
+
+        def user_path(p: str | None, default: Path) -> Path:
+            return Path(os.path.abspath(cwd / Path(p).expanduser())) if p else default
+
+        # parameters
+        overrides: dict[str, Any] = {}
+        for item in args.param or []:
+            name, value = parse_param(item)
+            if name in _profiles.RUNNER_PARAMS:
+                flag = "--profile" if name == "profile" else "--results-dir"
+                raise UsageError(f"-p {item!r}: {name!r} is set by the runner; use {flag}")
+            overrides[name] = value
+        if args.data_dir is not None:
+            if "data_dir" in overrides:
+                raise UsageError("give the data folder either with --data-dir or with "
+                                 "-p data_dir=..., not both")
+            overrides["data_dir"] = _rel(user_path(args.data_dir, cwd), self.root)
+        try:
+            self.profile = _profiles.load_profile(args.profile, overrides,
+                                                  path=args.profiles_file)
+        except ProfileError as e:
+            raise UsageError(str(e)) from None
+
+        # notebooks
+        try:
+            only = [_profiles.resolve_notebook(n) for n in _split_multi(args.only)]
+        except ValueError as e:
+            raise UsageError(f"--only: {e}") from None
+        self.notebooks = [nb for nb in NOTEBOOKS if not only or nb in only]
+        used = set().union(*(self.profile["notebooks"][nb] for nb in self.notebooks))
+        self.unused = sorted(k for k in self.profile["overrides"] if k not in used)
+
+        # folders
+        self.book_dir = user_path(args.book_dir, self.root / "book")
+        self.out_dir = user_path(args.out_dir, self.book_dir)
+        self.results_dir = user_path(args.results_dir, self.root / "results" / args.profile)
+        self.cache_dir = user_path(args.cache_dir, cwd) if args.cache_dir else None
+        self.log_path = self.results_dir / LOG_NAME
+        self.log = _read_json(self.log_path) or {}
+
+        # executor
+        self.executor = args.executor
+        local = self.executor == "local"
+        misplaced = [flag for flag, val, ok in (
+            ("--scheduler", args.scheduler, self.executor == "dask"),
+            ("--workers", args.workers, self.executor == "dask"),
+            ("--partition", args.partition, self.executor == "slurm"),
+            ("--time", args.time, self.executor == "slurm"),
+            ("--gpus-per-node", args.gpus_per_node, self.executor == "slurm"),
+            ("--cpus-per-task", args.cpus_per_task, self.executor == "slurm"),
+            ("--slurm-arg", args.slurm_arg, self.executor == "slurm"),
+        ) if val is not None and not ok]
+        if misplaced:
+            raise UsageError(f"{', '.join(misplaced)} only apply with --executor "
+                             + ("dask" if misplaced[0] in ("--scheduler", "--workers")
+                                else "slurm") + f" (got --executor {self.executor})")
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers {args.workers}: allowed: an integer >= 1")
+        if args.retries is not None and args.retries < 0:
+            raise UsageError(f"--retries {args.retries}: allowed: an integer >= 0")
+        self.retries = args.retries if args.retries is not None else (0 if local else 1)
+        self.train_units = not local and not args.no_train_units
+        try:
+            from .executors import parse_slurm_time
+            self.time_min = parse_slurm_time(args.time)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self.slurm_extra: dict[str, str] = {}
+        for item in args.slurm_arg or []:
+            k, sep, v = item.partition("=")
+            if not sep or not k.strip().lstrip("-"):
+                raise UsageError(f"--slurm-arg {item!r}: expected key=value (e.g. "
+                                 "--slurm-arg account=myproj --slurm-arg mem=32G)")
+            self.slurm_extra[k.strip().lstrip("-")] = v.strip()
+        if local:
+            self.unit_cache = self.cache_dir
+        else:   # workers must all use the same (shared) cache: always pass it explicitly
+            from .cache import cache_dir as _default_cache
+            self.unit_cache = Path(os.path.abspath(self.cache_dir or _default_cache()))
+
+    # -- per notebook -------------------------------------------------------------------------
+    def input_path(self, nb: str) -> Path:
+        return self.book_dir / f"{nb}.ipynb"
+
+    def output_path(self, nb: str) -> Path:
+        return self.out_dir / f"{nb}.ipynb"
+
+    def params(self, nb: str) -> dict[str, Any]:
+        p = dict(self.profile["notebooks"][nb])
+        p["profile"] = self.profile["name"]
+        p["results_dir"] = _rel(self.results_dir, self.root)
+        return p
+
+    def log_entry(self, nb: str) -> dict[str, Any]:
+        entry = (self.log.get("notebooks") or {}).get(nb)
+        return entry if isinstance(entry, dict) else {}
+
+    def is_done(self, nb: str) -> bool:
+        """Last run succeeded with the same parameters and the same notebook code."""
+        e = self.log_entry(nb)
+        return (e.get("status") == "ok"
+                and e.get("parameters") == json.loads(json.dumps(self.params(nb)))
+                and self.output_path(nb).is_file()
+                and e.get("source_sha256") == _source_hash(self.input_path(nb)))
+
+    def estimate(self, nb: str) -> tuple[float, str]:
+        res = _read_json(self.results_dir / f"{nb}.json")
+        if res and isinstance(res.get("wall_time_s"), (int, float)):
+            return float(res["wall_time_s"]), "last run"
+        e = self.log_entry(nb)
+        if isinstance(e.get("wall_time_s"), (int, float)):
+            return float(e["wall_time_s"]), "last run (runner)"
+        return self.profile["estimate_s"][nb], "profile estimate"
+
+    def rerun_command(self, nb: str | Sequence[str]) -> str:
+        a = self.args
+        nbs = [nb] if isinstance(nb, str) else list(nb)
+        cmd = ["python", "-m", "snnlib.study", "run", "--profile", a.profile,
+               "--only", ",".join(nbs)]
+        for item in a.param or []:
+            cmd += ["-p", item]
+        for flag, val in (("--book-dir", a.book_dir), ("--out-dir", a.out_dir),
+                          ("--results-dir", a.results_dir), ("--data-dir", a.data_dir),
+                          ("--cache-dir", a.cache_dir), ("--profiles-file", a.profiles_file)):
+            if val:
+                cmd += [flag, str(val)]
+        if a.executor != "local":
+            cmd += ["--executor", a.executor]
+            for flag, val in (("--scheduler", a.scheduler), ("--workers", a.workers),
+                              ("--retries", a.retries), ("--partition", a.partition),
+                              ("--time", a.time), ("--gpus-per-node", a.gpus_per_node),
+                              ("--cpus-per-task", a.cpus_per_task)):
+                if val is not None:
+                    cmd += [flag, str(val)]
+            for item in a.slurm_arg or []:
+                cmd += ["--slurm-arg", item]
+            if a.no_train_units:
+                cmd += ["--no-train-units"]
+        return shlex.join(cmd)
+
+    # -- units --------------------------------------------------------------------------------
+    def unit_env(self) -> dict[str, str]:
+        env = {"PYTHONPATH": os.pathsep.join(
+            [str(self.root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
+                                else []))}
+        if self.unit_cache is not None:
+            env["SNNLIB_CACHE"] = str(self.unit_cache)
+        return env
+
+    def units(self, todo: Sequence[str] | None = None) -> list:
+        """The grid: train units (per model configuration and seed) then notebook units.
+
+        ``todo``: the notebooks that will run (default: all selected); train units are made only
+        for those.
+        """
+        from .executors import NOTEBOOK, TRAIN, Unit
+
+        todo = list(self.notebooks if todo is None else todo)
+        env = self.unit_env()
+        train: dict[str, Any] = {}
+        needs: dict[str, list[str]] = {}
+        if self.train_units:
+            from .cache import config_key
+            from .pipeline import PIPELINE_KEYS
+
+            for nb in todo:
+                if nb in AGGREGATE_NOTEBOOKS:
+                    continue
+                p = self.profile["notebooks"][nb]
+                mp = {k: p[k] for k in PIPELINE_KEYS}
+                mp["device"] = p["device"]
+                for seed in p["model_seeds"][:2]:
+                    key = config_key({**mp, "seed": seed})
+                    uid = f"train/seed{seed}-{key[:10]}"
+                    needs.setdefault(nb, []).append(uid)
+                    if uid not in train:
+                        train[uid] = (seed, mp, key)
+            labels = {}
+            for uid, (seed, mp, key) in train.items():
+                same_seed = sum(1 for s2, _, _ in train.values() if s2 == seed)
+                labels[uid] = f"train seed {seed}" + (f" ({key[:6]})" if same_seed > 1 else "")
+        units = []
+        est_train = self.profile["estimate_s"].get("01_models", 60.0)
+        for uid, (seed, mp, key) in train.items():
+            units.append(Unit(id=uid, kind=TRAIN, label=labels[uid], env=env,
+                              spec={"params": mp, "seed": seed, "cwd": str(self.root),
+                                    "cache_dir": str(self.unit_cache) if self.unit_cache
+                                    else None},
+                              estimate_s=est_train))
+        nb_ids = [f"nb/{nb}" for nb in todo]
+        for nb in todo:
+            after = tuple(i for i in nb_ids if i != f"nb/{nb}") \
+                if nb in AGGREGATE_NOTEBOOKS else ()
+            est, _ = self.estimate(nb)
+            units.append(Unit(
+                id=f"nb/{nb}", kind=NOTEBOOK, label=nb, env=env, notebook=nb,
+                deps=tuple(needs.get(nb, ())), after=after, estimate_s=est,
+                spec={"input": str(self.input_path(nb)), "output": str(self.output_path(nb)),
+                      "parameters": self.params(nb), "kernel": self.args.kernel,
+                      "cwd": str(self.root),
+                      "failed_copy": str(self.results_dir / f"{nb}.failed.ipynb"),
+                      "log_output": bool(self.args.verbose)}))
+        return units
+
+    def slurm_folder(self) -> Path:
+        return self.results_dir / "_slurm"
+
+    def slurm_spec(self, unit) -> dict[str, Any]:
+        from .executors import slurm_job_spec
+
+        gpus = self.args.gpus_per_node
+        if gpus is None and unit.notebook not in AGGREGATE_NOTEBOOKS and \
+                self.profile["notebooks"][unit.notebook or "01_models"]["device"] == "cuda":
+            gpus = 1                      # the summary reads JSON files: no GPU for it
+        return slurm_job_spec(unit, folder=str(self.slurm_folder()), partition=self.args.partition,
+                              time_min=self.time_min, gpus_per_node=gpus,
+                              cpus_per_task=self.args.cpus_per_task, extra=self.slurm_extra)
+
+    # -- log ----------------------------------------------------------------------------------
+    def record(self, nb: str, entry: dict[str, Any]) -> None:
+        # locked read-modify-write: runners for other notebooks may share the results folder
+        with file_lock(self.log_path.with_name(".study_log.lock"),
+                        "another runner writing the study log"):
+            log = _read_json(self.log_path) or {}
+            log.setdefault("notebooks", {})
+            log["profile"] = self.profile["name"]
+            log["notebooks"][nb] = entry
+            log["updated_utc"] = utc_now()
+            atomic_write_json(self.log_path, log)
+        self.log = log
+
+
+# --------------------------------------------------------------------------------------------
+# Dry run
+# --------------------------------------------------------------------------------------------
+
+
+def _print_plan(plan: _Plan, out=None) -> float:
+    out = out if out is not None else sys.stdout
+    prof = plan.profile
+    root = plan.root
+    w = out.write
+    w(f"Study plan: profile {prof['name']!r}")
+    w(f" - {prof['description']}\n" if prof["description"] else "\n")
+    w(f"  book dir    : {_rel(plan.book_dir, root)}\n")
+    w(f"  output      : {_rel(plan.out_dir, root)}/<notebook>.ipynb"
+      + (" (in place)\n" if plan.out_dir == plan.book_dir else "\n"))
+    w(f"  results dir : {_rel(plan.results_dir, root)}\n")
+    w(f"  cache dir   : {plan.cache_dir or os.environ.get('SNNLIB_CACHE') or '~/.cache/snnlib'}"
+      "\n")
+    w(f"  kernel      : {plan.args.kernel} (cwd {root})\n")
+    if prof["overrides"]:
+        w("  overrides   : " + ", ".join(f"{k}={_fmt_v(v)}" for k, v in
+                                         prof["overrides"].items()) + "\n")
+    w("\nCommon parameters (* = overridden with -p/--data-dir):\n")
+    width = max(len(k) for k in prof["common"])
+    for k, v in prof["common"].items():
+        mark = "*" if k in prof["overrides"] else " "
+        doc = _profiles.KNOWN_PARAMS[k].doc
+        w(f" {mark}{k:<{width}} = {_fmt_v(v):<22} # {doc}\n")
+
+    rows = []
+    total = 0.0
+    for i, nb in enumerate(plan.notebooks, 1):
+        params = prof["notebooks"][nb]
+        specific = {k: v for k, v in params.items()
+                    if k not in prof["common"] or prof["common"][k] != v}
+        spec = ", ".join(f"{k}={_fmt_v(v)}" for k, v in specific.items()) or "-"
+        if plan.args.resume and plan.is_done(nb):
+            est, src = 0.0, "done, skipped (--resume)"
+        else:
+            est, src = plan.estimate(nb)
+        if not plan.input_path(nb).is_file():
+            src += "; MISSING notebook"
+        total += est
+        rows.append((str(i), nb, _fmt_s(est), src, spec))
+    head = ("#", "notebook", "estimate", "from", "notebook parameters")
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(4)]
+    w("\n")
+    for r in [head, *rows]:
+        w("  ".join(f"{r[c]:<{widths[c]}}" for c in range(4)) + "  " + r[4] + "\n")
+    w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)\n")
+    if plan.unused:
+        w(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected notebooks\n")
+    problem = _cuda_problem(plan)
+    if problem and plan.executor == "local":
+        w(f"note: {problem}\n")
+    if plan.executor != "local":
+        _print_units(plan, out)
+    return total
+
+
+def _print_units(plan: _Plan, out) -> None:
+    """Dry run of a cluster executor: the units, their dependencies and (SLURM) the job specs."""
+    w = out.write
+    todo = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
+    units = plan.units(todo)
+    w(f"\nExecutor {plan.executor}: {len(units)} unit(s), retries {plan.retries}, cache "
+      f"{plan.unit_cache} (SNNLIB_CACHE on every worker)\n")
+    if plan.executor == "dask":
+        where = plan.args.scheduler or (f"LocalCluster with {plan.args.workers or 'auto'} "
+                                        "worker process(es), 1 thread each")
+        w(f"  scheduler   : {where}\n")
+    width = max(len(u.label) for u in units) if units else 0
+    for i, u in enumerate(units, 1):
+        deps = ", ".join(d for d in u.deps) or "-"
+        extra = f"; after {len(u.after)} notebook(s)" if u.after else ""
+        w(f"  [{i}/{len(units)}] {u.kind:<8} {u.label:<{width}}  needs: {deps}{extra}\n")
+    if plan.executor == "slurm" and units:
+        from .executors import sbatch_preview
+
+        w(f"\nSLURM jobs (one per unit; submitit logs in {_rel(plan.slurm_folder(), plan.root)}/):\n")
+        for u in units:
+            spec = plan.slurm_spec(u)["parameters"]
+            flags = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in spec.items()
+                             if k not in ("setup", "additional_parameters"))
+            flags += "".join(f" --{k}={v}" for k, v in
+                             (spec.get("additional_parameters") or {}).items())
+            w(f"  sbatch {flags}   # {u.id}\n")
+        w(f"\nScript of the first job ({units[0].id}):\n")
+        w(sbatch_preview(plan.slurm_spec(units[0])))
+        w("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+# --------------------------------------------------------------------------------------------
+
+
+def _execute(plan: _Plan, nb: str) -> None:
+    """Run one notebook of the plan; replace the output only on success."""
+    execute_notebook(plan.input_path(nb), plan.output_path(nb), plan.params(nb),
+                     kernel=plan.args.kernel, cwd=plan.root,
+                     failed_copy=plan.results_dir / f"{nb}.failed.ipynb",
+                     log_output=plan.args.verbose)
+
+
+def _cuda_problem(plan: _Plan) -> str | None:
+    """A message when the plan asks for device=cuda and no CUDA GPU is visible."""
+    if not any(plan.profile["notebooks"][nb]["device"] == "cuda" for nb in plan.notebooks):
+        return None
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return None
+    except Exception:
+        pass
+    return (f"profile {plan.profile['name']!r} asks for device=cuda but no CUDA GPU is visible; "
+            "run it on a GPU machine or pass -p device=auto (CPU: slow)")
+
+
+class _Printer:
+    """Prints the runner's lines from :func:`snnlib.study.executors.run_grid`'s callbacks and keeps the
+    study log up to date."""
+
+    def __init__(self, plan: _Plan, units: Sequence[Any]) -> None:
+        self.plan = plan
+        self.index = {u.id: i for i, u in enumerate(units, 1)}
+        self.n = len(units)
+        self.t_start = time.monotonic()
+        self.current: Any = None
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.local = plan.executor == "local"
+
+    def tag(self, st) -> str:
+        return f"[{self.index[st.unit.id]}/{self.n}] {st.unit.label}"
+
+    def started(self, st) -> None:
+        self.current = st
+        u = st.unit
+        if u.notebook and u.id not in self.entries:
+            p = self.plan
+            self.entries[u.id] = {
+                "parameters": p.params(u.notebook), "started_utc": utc_now(),
+                "source_sha256": _source_hash(p.input_path(u.notebook)),
+                "input": _rel(p.input_path(u.notebook), p.root),
+                "output": _rel(p.output_path(u.notebook), p.root),
+                "executor": p.executor}
+        again = f" again (attempt {st.attempts} of {self.plan.retries + 1})" \
+            if st.attempts > 1 else ""
+        if self.local:
+            print(f"{self.tag(st)}: running{again} (estimate {_fmt_s(u.estimate_s)}) ...",
+                  flush=True)
+        else:
+            print(f"{self.tag(st)}: submitted{again}", flush=True)
+
+    def retrying(self, st, error) -> None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        host = getattr(error, "host", None)
+        print(f"{self.tag(st)}: attempt {st.attempts} failed"
+              + (f" on {host}" if host else "") + f" after {_fmt_s(time.monotonic() - st.started)}:"
+              f" {first}; retrying ({self.plan.retries + 1 - st.attempts} retr"
+              f"{'y' if self.plan.retries + 1 - st.attempts == 1 else 'ies'} left)",
+              file=sys.stderr, flush=True)
+
+    def finished(self, st) -> None:
+        from .executors import OK
+
+        p, u = self.plan, st.unit
+        wall = (st.result or {}).get("wall_time_s") if st.status == OK else None
+        if wall is None:
+            wall = time.monotonic() - (st.started or time.monotonic())
+        entry = self.entries.get(u.id)
+        extra = {"attempts": st.attempts}
+        if st.result and st.result.get("host"):
+            extra["host"] = st.result["host"]
+        if st.status == OK:
+            if entry is not None:
+                p.record(u.notebook, {**entry, "status": "ok", "wall_time_s": round(wall, 3),
+                                      "finished_utc": utc_now(), **extra})
+            what = ""
+            if u.kind == "train":
+                trained = (st.result or {}).get("trained") or []
+                what = (f" ({len(trained)} artifact(s) trained)" if trained
+                        else " (all models were in the cache)")
+            host = f" on {st.result['host']}" if not self.local and st.result.get("host") else ""
+            print(f"{self.tag(st)}: ok in {_fmt_s(wall)}{what}{host} "
+                  f"(elapsed {_fmt_s(time.monotonic() - self.t_start)})", flush=True)
+            return
+        err = st.error
+        if entry is not None:
+            p.record(u.notebook, {**entry, "status": "failed", "wall_time_s": round(wall, 3),
+                                  "finished_utc": utc_now(), "error": str(err), **extra})
+        tries = f" ({st.attempts} attempts)" if st.attempts > 1 else ""
+        print(f"{self.tag(st)}: FAILED{tries} after {_fmt_s(wall)}: {_err_text(err)}",
+              file=sys.stderr)
+        failed_copy = getattr(err, "failed_copy", None)
+        if failed_copy:
+            print(f"    executed copy with the traceback: {_rel(Path(failed_copy), p.root)}",
+                  file=sys.stderr)
+        if u.notebook:
+            print(f"    {_rel(p.output_path(u.notebook), p.root)} was left unchanged",
+                  file=sys.stderr)
+            print(f"    rerun only this notebook: {p.rerun_command(u.notebook)}",
+                  file=sys.stderr, flush=True)
+
+    def blocked(self, st) -> None:
+        print(f"{self.tag(st)}: not run: {st.note}", file=sys.stderr, flush=True)
+
+    def progress(self, counts, elapsed) -> None:
+        print(f"progress: {counts['done']}/{counts['total']} done, {counts['running']} running, "
+              f"{counts['failed']} failed, {counts['remaining']} remaining "
+              f"(elapsed {_fmt_s(elapsed)})", flush=True)
+
+
+def _err_text(err: Any) -> str:
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    if type(err).__name__ in ("UnitError",):
+        return text
+    return text if text.startswith(type(err).__name__) else f"{type(err).__name__}: {text}"
+
+
+def _make_executor(plan: _Plan):
+    from .executors import DaskExecutor, LocalExecutor, SlurmExecutor
+
+    if plan.executor == "local":
+        return LocalExecutor()
+    if plan.executor == "dask":
+        return DaskExecutor(plan.args.scheduler, plan.args.workers, worker_env=plan.unit_env())
+    if plan.executor == "slurm":
+        # the plan gives each job its parameters (time from the unit's estimate, GPUs for cuda)
+        return SlurmExecutor(str(plan.slurm_folder()), spec_for=plan.slurm_spec)
+    raise UsageError(f"unknown executor {plan.executor!r}")
+
+
+def _run(plan: _Plan) -> int:
+    from .executors import BLOCKED, FAILED, NOT_RUN, OK, SKIPPED, MissingExtra, run_grid
+
+    missing = [nb for nb in plan.notebooks if not plan.input_path(nb).is_file()]
+    if missing:
+        raise UsageError("notebook(s) not found: " + ", ".join(
+            _rel(plan.input_path(nb), plan.root) for nb in missing))
+    problem = _cuda_problem(plan)
+    if problem and plan.executor == "local":
+        raise UsageError(problem)
+    plan.results_dir.mkdir(parents=True, exist_ok=True)
+    prof = plan.profile
+    n = len(plan.notebooks)
+    print(f"Study: profile {prof['name']!r}, {n} notebook(s), results in "
+          f"{_rel(plan.results_dir, plan.root)}, notebooks written to "
+          f"{_rel(plan.out_dir, plan.root)}/", flush=True)
+    if plan.unused:
+        print(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected "
+              "notebooks", flush=True)
+    skip = [f"nb/{nb}" for nb in plan.notebooks if plan.args.resume and plan.is_done(nb)]
+    todo = [nb for nb in plan.notebooks if f"nb/{nb}" not in skip]
+    units = plan.units(todo)
+    # skipped notebooks keep their place in the numbering, as before
+    from .executors import NOTEBOOK, Unit
+    all_units = [u for u in units if u.kind != NOTEBOOK]
+    by_nb = {u.notebook: u for u in units if u.kind == NOTEBOOK}
+    for nb in plan.notebooks:
+        all_units.append(by_nb.get(nb) or Unit(id=f"nb/{nb}", kind=NOTEBOOK, label=nb, spec={},
+                                               notebook=nb))
+    printer = _Printer(plan, all_units)
+    for uid in skip:
+        print(f"[{printer.index[uid]}/{printer.n}] {uid[3:]}: skipped (done with the same "
+              "parameters; --resume)", flush=True)
+
+    env = plan.unit_env()
+    t_start = time.monotonic()
+    try:
+        executor = _make_executor(plan)
+    except MissingExtra as e:
+        raise UsageError(str(e)) from None
+    if plan.executor != "local":
+        print(f"Executor: {executor.describe()}; {len(units)} unit(s) "
+              f"({sum(u.kind == 'train' for u in units)} train, "
+              f"{sum(u.kind == NOTEBOOK for u in units)} notebook), retries {plan.retries}, "
+              f"artifact cache {plan.unit_cache}", flush=True)
+        if problem:
+            print(f"note: {problem} (fine when the workers have one)", flush=True)
+    printer.t_start = time.monotonic()
+    try:
+        with environment(env), executor:
+            states = run_grid(all_units, executor, retries=plan.retries,
+                              keep_going=plan.args.keep_going, reporter=printer,
+                              progress_every=plan.args.progress_every, skip=skip)
+    except KeyboardInterrupt:
+        cur = printer.current
+        nb = cur.unit.notebook if cur is not None else None
+        if nb:
+            print(f"\n{printer.tag(cur)}: interrupted; {_rel(plan.output_path(nb), plan.root)} "
+                  "left unchanged. Cached models are kept: rerun with --resume to continue.",
+                  file=sys.stderr, flush=True)
+        else:
+            print("\ninterrupted. Cached models are kept: rerun with --resume to continue.",
+                  file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    total = time.monotonic() - t_start
+
+    nb_states = [states[f"nb/{nb}"] for nb in plan.notebooks]
+    done = sum(s.status == OK for s in nb_states)
+    skipped = sum(s.status == SKIPPED for s in nb_states)
+    failed_units = [s for s in states.values() if s.status == FAILED]
+    failed_nbs = [s.unit.notebook for s in nb_states if s.status == FAILED]
+    blocked = [s.unit.notebook for s in nb_states if s.status == BLOCKED]
+    not_run = [s.unit.notebook for s in nb_states if s.status == NOT_RUN]
+    train = [s for s in states.values() if s.unit.kind == "train"]
+    train_txt = (f" (+{sum(s.status == OK for s in train)}/{len(train)} train unit(s) ok)"
+                 if train else "")
+    retried = [s for s in states.values() if s.status == OK and s.attempts > 1]
+    if retried:
+        print(f"note: {len(retried)} unit(s) succeeded after a retry: "
+              + ", ".join(f"{s.unit.label} ({s.attempts} attempts)" for s in retried), flush=True)
+    if failed_units or blocked or not_run:
+        parts = [f"{len(failed_units)} failed ({', '.join(s.unit.label for s in failed_units)})"
+                 if failed_units else "0 failed"]
+        parts.append(f"{done} ok")
+        parts.append(f"{skipped} skipped")
+        if blocked:
+            parts.append(f"{len(blocked)} blocked by a failed dependency ({', '.join(blocked)})")
+        if not_run:
+            parts.append(f"{len(not_run)} not run")
+        print(f"Study {prof['name']!r}: " + ", ".join(parts) + train_txt + f" in {_fmt_s(total)}",
+              file=sys.stderr, flush=True)
+        if failed_units:
+            print("Failures:", file=sys.stderr)
+            for s in failed_units:
+                first = _err_text(s.error).splitlines()[0]
+                print(f"  {s.unit.label} ({s.attempts} attempt{'s' * (s.attempts > 1)}): {first}",
+                      file=sys.stderr)
+        rerun = [nb for nb in plan.notebooks if nb in set(failed_nbs + blocked + not_run)]
+        if rerun:
+            print(f"rerun only the notebooks that did not finish: {plan.rerun_command(rerun)}",
+                  file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    print(f"Study {prof['name']!r}: {done} ok, {skipped} skipped{train_txt} in {_fmt_s(total)}",
+          flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m snnlib.study",
+        description="Execute the book's notebooks with papermill under a run profile.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute the notebooks (or --dry-run to print the plan)",
+                         description="Execute the book's notebooks with papermill.")
+    run.add_argument("--profile", default="smoke",
+                     help="profile in snnlib/profiles.yaml: smoke (CI, minutes), laptop "
+                          "(2-core CPU, ~2.5 h), paper (GPU, many hours); default: smoke")
+    run.add_argument("--only", action="append", metavar="NOTEBOOK",
+                     help="run only these notebooks (repeatable or comma-separated; "
+                          "'02_discretization', 'discretization' or '02')")
+    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="override a parameter; VALUE is YAML, e.g. -p T_bp=8 "
+                          "-p T_list=[4,8] -p data_dir=null (repeatable)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the notebooks, their parameters and a time estimate; run "
+                          "nothing")
+    run.add_argument("--resume", action="store_true",
+                     help="skip notebooks whose last run succeeded with the same parameters")
+    run.add_argument("--keep-going", action="store_true",
+                     help="continue with the next notebooks after a failure")
+    run.add_argument("--book-dir", help="folder of the input notebooks (default: book/)")
+    run.add_argument("--out-dir", help="folder for the executed notebooks (default: the book "
+                                       "folder, in place)")
+    run.add_argument("--results-dir", help="folder for results JSON (default: "
+                                           "results/<profile>/)")
+    run.add_argument("--data-dir", help="dataset folder (sets the data_dir parameter)")
+    run.add_argument("--cache-dir", help="artifact cache folder for this run (sets "
+                                         "SNNLIB_CACHE; default $SNNLIB_CACHE or "
+                                         "~/.cache/snnlib)")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    ex = run.add_argument_group(
+        "executors", "Where the units of work run: 'train' units (one per model seed) then one "
+                     "unit per notebook. Cluster executors need the extra: "
+                     "pip install -r requirements-cluster.txt")
+    ex.add_argument("--executor", choices=("local", "dask", "slurm"), default="local",
+                    help="local: one notebook after another in this process (default); dask: "
+                         "a Dask distributed cluster; slurm: one SLURM job per unit (submitit)")
+    ex.add_argument("--retries", type=int, metavar="N",
+                    help="resubmit a failed unit up to N times (default: 1 with dask/slurm, 0 "
+                         "with local)")
+    ex.add_argument("--no-train-units", action="store_true",
+                    help="dask/slurm: no separate train units; each notebook trains (or loads) "
+                         "its models itself, as with the local executor")
+    ex.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                    help="dask/slurm: print the grid's progress at least this often (default 60)")
+    ex.add_argument("--scheduler", metavar="ADDRESS",
+                    help="dask: scheduler address (tcp://host:8786) or scheduler file (.json); "
+                         "default: start a LocalCluster")
+    ex.add_argument("--workers", type=int, metavar="N",
+                    help="dask LocalCluster: worker processes (1 thread each; default: CPUs, "
+                         "at most 4)")
+    ex.add_argument("--partition", help="slurm: partition")
+    ex.add_argument("--time", help="slurm: time limit per job (minutes or [D-]HH:MM:SS; "
+                                   "default: 1.5x the unit's estimate, at least 30 min)")
+    ex.add_argument("--gpus-per-node", type=int, metavar="N",
+                    help="slurm: GPUs per job (default: 1 when the profile's device is cuda)")
+    ex.add_argument("--cpus-per-task", type=int, metavar="N", help="slurm: CPUs per job")
+    ex.add_argument("--slurm-arg", action="append", metavar="KEY=VALUE",
+                    help="slurm: any other sbatch option, passed through (repeatable), e.g. "
+                         "--slurm-arg account=proj --slurm-arg mem=32G")
+    run.add_argument("--profiles-file", help=argparse.SUPPRESS)
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="stream the notebooks' outputs to the log")
+
+    sub.add_parser("profiles", help="list the profiles")
+    cell = sub.add_parser("parameters-cell",
+                          help="print the source of a notebook's parameters cell")
+    cell.add_argument("notebook")
+    cell.add_argument("--profile", default="smoke")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    ap = _parser()
+    try:
+        args = ap.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as e:          # argparse: --help (0) or bad usage (2)
+        return int(e.code or 0)
+    try:
+        if args.command == "profiles":
+            for name, desc in _profiles.available_profiles().items():
+                prof = _profiles.load_profile(name)
+                total = sum(prof["estimate_s"].values())
+                print(f"{name:<8} ~{_fmt_s(total):>8}  {desc}")
+            return EXIT_OK
+        if args.command == "parameters-cell":
+            try:
+                print(_profiles.parameters_cell_source(args.notebook, args.profile), end="")
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            return EXIT_OK
+        if args.command != "run":
+            ap.print_help(sys.stderr)
+            return EXIT_USAGE
+        if args.verbose:
+            import logging
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+        plan = _Plan(args)
+        if args.dry_run:
+            _print_plan(plan)
+            return EXIT_OK
+        return _run(plan)
+    except (UsageError, ProfileError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Execute one notebook with papermill; the output is replaced only on success, a failure keeps a copy."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_bytes
+
+__all__ = ["NotebookFailed", "execute_notebook", "relative_path"]
+
+
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (POSIX) when inside it, else absolute."""
+    path = Path(os.path.abspath(path))
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+class NotebookFailed(Exception):
+    """A notebook raised: the message names the cell; ``failed_copy`` is the executed copy with the traceback."""
+
+    def __init__(self, message: str, failed_copy: Path | None) -> None:
+        super().__init__(message)
+        self.failed_copy = failed_copy
+
+
+def _tidy_papermill_metadata(tmp: Path, in_path: Path, out_path: Path, root: Path) -> None:
+    """Replace papermill's absolute temp paths in the notebook metadata by repo paths."""
+    import nbformat
+
+    nb = nbformat.read(str(tmp), as_version=4)
+    pm = nb.metadata.get("papermill")
+    if isinstance(pm, dict):
+        pm["input_path"] = relative_path(in_path, root)
+        pm["output_path"] = relative_path(out_path, root)
+    atomic_write_bytes(tmp, (nbformat.writes(nb) + "\n").encode("utf-8"))
+
+
+def execute_notebook(in_path: str | os.PathLike, out_path: str | os.PathLike,
+                     parameters: dict[str, Any], *, kernel: str = "python3",
+                     cwd: str | os.PathLike, failed_copy: str | os.PathLike,
+                     log_output: bool = False) -> None:
+    """Run one notebook with papermill; replace ``out_path`` only on success.
+
+    The executed copy goes to a temp file next to ``out_path`` (unique per process and host) that
+    is ``os.replace``-d onto it, so two runs of the same notebook never leave a half notebook.  On
+    failure the executed copy (with the traceback) is kept as ``failed_copy`` and
+    :class:`NotebookFailed` is raised.
+    """
+    import uuid
+
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    in_path, out_path, failed_copy = Path(in_path), Path(out_path), Path(failed_copy)
+    root = Path(cwd)
+    nb = out_path.stem
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.parent / f".{nb}.running-{os.getpid()}-{uuid.uuid4().hex[:8]}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(in_path), str(tmp), parameters=parameters, kernel_name=kernel,
+            cwd=str(root), progress_bar=False, log_output=log_output,
+        )
+    except PapermillExecutionError as e:
+        index = _input_cell_index(tmp, e.cell_index)
+        kept = _keep_failed(tmp, failed_copy)
+        src = (e.source or "").strip().splitlines()
+        snippet = "\n".join(f"      | {line}" for line in src[:5])
+        if len(src) > 5:
+            snippet += "\n      | ..."
+        raise NotebookFailed(
+            f"cell {index} (0-based, In [{e.exec_count}]) raised {e.ename}: {e.evalue}\n"
+            f"{snippet}", kept) from None
+    except BaseException as e:
+        if isinstance(e, Exception):
+            kept = _keep_failed(tmp, failed_copy)
+            raise NotebookFailed(f"{type(e).__name__}: {e}", kept) from None
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    try:
+        _tidy_papermill_metadata(tmp, in_path, out_path, root)
+        os.replace(tmp, out_path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):
+        failed_copy.unlink()
+
+
+def _input_cell_index(executed: Path, index: int) -> int:
+    """Index of an executed-copy cell in the input notebook (skipping injected cells)."""
+    try:
+        import nbformat
+
+        cells = [c for c in nbformat.read(str(executed), as_version=4).cells   # papermill adds
+                 if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+        injected = sum(1 for c in cells[:index]
+                       if "injected-parameters" in c.get("metadata", {}).get("tags", []))
+        return index - injected
+    except Exception:
+        return index
+
+
+def _keep_failed(tmp: Path, failed_copy: Path) -> Path | None:
+    if not tmp.is_file():
+        return None
+    try:
+        failed_copy.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, failed_copy)
+        return failed_copy
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return None

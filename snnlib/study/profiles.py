@@ -1,0 +1,578 @@
+"""Run profiles for the study: load ``profiles.yaml``, validate it, merge overrides.
+
+A *profile* fixes every parameter of every notebook of the book:
+
+* ``smoke``  - tiny sizes, each notebook runs in under 2 minutes on a 2-core CPU (CI);
+* ``laptop`` - the real CIFAR-10 subset shipped with the project, about 2 hours on a 2-core CPU;
+* ``paper``  - full CIFAR-10 with the papers' timesteps, epochs and models (for a GPU).
+
+The file ``snnlib/profiles.yaml`` holds, for each profile, a ``common`` block (the parameters
+every notebook receives) and a ``notebooks`` block (per-notebook extras, e.g. ``T_list`` for
+``02_discretization``; a notebook block may also override a common parameter).  Everything is
+validated on load against :data:`KNOWN_PARAMS`; any problem raises one :class:`ProfileError` that
+names the profile, the key, the value found and what is allowed.
+
+>>> prof = load_profile("smoke", {"T_bp": 4})
+>>> prof["notebooks"]["02_discretization"]["T_list"]
+[4, 8]
+>>> prof["notebooks"]["03_leak"]["T_bp"]
+4
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+__all__ = [
+    "NOTEBOOKS",
+    "KNOWN_PARAMS",
+    "RUNNER_PARAMS",
+    "PROFILES_PATH",
+    "ProfileError",
+    "Param",
+    "available_profiles",
+    "load_profiles_file",
+    "load_profile",
+    "validate_overrides",
+    "notebook_params",
+    "parameters_cell_source",
+    "resolve_notebook",
+]
+
+#: Notebooks of the book, in execution order (file stems inside ``book/``).
+NOTEBOOKS: tuple[str, ...] = (
+    "01_models",
+    "02_discretization",
+    "03_leak",
+    "04_training_method",
+    "05_attack_source",
+    "06_gradient_masking",
+    "07_summary",
+)
+
+#: Parameters the runner adds itself (not settable in a profile or with ``-p``).
+RUNNER_PARAMS: tuple[str, ...] = ("profile", "results_dir")
+
+#: Default location of the profiles file.
+PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
+
+# Keys allowed at the top of one profile.
+_PROFILE_KEYS = ("description", "estimate_s", "common", "notebooks")
+
+
+class ProfileError(ValueError):
+    """A profile (or an override of it) is invalid.  The message lists every problem found."""
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """Internal: a value does not fit a parameter's type/range."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(float(v)))
+
+
+def _int_check(lo: int | None = None, hi: int | None = None) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if not _is_int(v):
+            raise _Invalid
+        if lo is not None and v < lo:
+            raise _Invalid
+        if hi is not None and v > hi:
+            raise _Invalid
+        return v
+    return check
+
+
+def _float_check(lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], Any]:
+    """A real number; ints are accepted and converted to float (``1`` -> ``1.0``)."""
+    def check(v: Any) -> Any:
+        if not _is_number(v):
+            raise _Invalid
+        v = float(v)
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise _Invalid
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            raise _Invalid
+        return v
+    return check
+
+
+def _number_check(lo: float | None = None, hi: float | None = None,
+                  lo_open: bool = False) -> Callable[[Any], Any]:
+    """A real number kept as given (an int stays an int, e.g. ``eps=8``)."""
+    def check(v: Any) -> Any:
+        if not _is_number(v):
+            raise _Invalid
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise _Invalid
+        if hi is not None and v > hi:
+            raise _Invalid
+        return v
+    return check
+
+
+def _choice_check(*options: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if not isinstance(v, str) or v not in options:
+            raise _Invalid
+        return v
+    return check
+
+
+def _str_check(v: Any) -> Any:
+    if not isinstance(v, str) or not v.strip():
+        raise _Invalid
+    return v
+
+
+def _surrogate_check(v: Any) -> Any:
+    """A surrogate name registered in ``snnlib.neurons.SURROGATES``."""
+    from ..neurons import SURROGATES
+    v = _str_check(v)
+    if v not in SURROGATES:
+        raise _Invalid
+    return v
+
+
+def _optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        return None if v is None else inner(v)
+    return check
+
+
+def _list_check(elem: Callable[[Any], Any], min_len: int = 1,
+                unique: bool = False) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) < min_len:
+            raise _Invalid
+        out = [elem(x) for x in v]
+        if unique and len({repr(x) for x in out}) != len(out):
+            raise _Invalid
+        return out
+    return check
+
+
+@dataclass(frozen=True)
+class Param:
+    """Schema entry for one parameter."""
+
+    name: str
+    type: str                       #: short type name, e.g. ``"int"``, ``"list[int]"``
+    allowed: str                    #: human-readable allowed values (used in error messages)
+    doc: str                        #: meaning and unit (no '=': papermill parses the comment)
+    check: Callable[[Any], Any]     #: returns the normalised value or raises ``_Invalid``
+    notebooks: tuple[str, ...] | None = None  #: ``None``: common to every notebook
+
+    @property
+    def common(self) -> bool:
+        return self.notebooks is None
+
+    def validate(self, value: Any) -> Any:
+        """Return the normalised value or raise ``ValueError`` with the allowed values."""
+        try:
+            return self.check(value)
+        except (_Invalid, TypeError, ValueError):
+            raise ValueError(f"got {_show(value)}; allowed: {self.allowed}") from None
+
+
+def _p(name: str, type_: str, allowed: str, doc: str, check: Callable[[Any], Any],
+       notebooks: Sequence[str] | None = None) -> Param:
+    return Param(name, type_, allowed, doc, check,
+                 None if notebooks is None else tuple(notebooks))
+
+
+_PARAM_LIST = [
+    # ---- common to every notebook ----------------------------------------------------------
+    _p("dataset", "str", "one of 'cifar10', 'cifar100'", "dataset",
+       _choice_check("cifar10", "cifar100")),
+    _p("data_source", "str", "one of 'auto', 'subset', 'torchvision'",
+       "where images come from: shipped real subset, torchvision files, or auto (torchvision "
+       "if present, else subset)", _choice_check("auto", "subset", "torchvision")),
+    _p("data_dir", "str or null", "a non-empty string (path) or null",
+       "dataset folder (null: the project's default)", _optional(_str_check)),
+    _p("arch", "str", "one of 'vgg5', 'vgg9', 'vgg11'", "network architecture",
+       _choice_check("vgg5", "vgg9", "vgg11")),
+    _p("n_train", "int", "an integer >= 1", "training images used", _int_check(1)),
+    _p("n_test", "int", "an integer >= 1", "test images used for clean accuracy",
+       _int_check(1)),
+    _p("batch_size", "int", "an integer >= 1", "mini-batch size (images)", _int_check(1)),
+    _p("epochs_ann", "int", "an integer >= 0", "ANN training epochs", _int_check(0)),
+    _p("epochs_snn", "int", "an integer >= 0",
+       "SNN (surrogate-gradient BPTT) training epochs", _int_check(0)),
+    _p("T_conv", "int", "an integer >= 1", "timesteps of the ANN-to-SNN converted network",
+       _int_check(1)),
+    _p("T_bp", "int", "an integer >= 1", "timesteps of the BPTT-trained SNN", _int_check(1)),
+    _p("leak_bp", "float", "a number in (0, 1]",
+       "membrane leak factor lambda of the BPTT SNN; 1.0 means no leak (IF)",
+       _float_check(0.0, 1.0, lo_open=True)),
+    _p("threshold_scale_bp", "float", "a number > 0",
+       "scale applied to the converted thresholds before BPTT fine-tuning (Rathi: 0.7)",
+       _float_check(0.0, lo_open=True)),
+    _p("balance_T", "int", "an integer >= 1",
+       "timesteps used for threshold balancing during conversion", _int_check(1)),
+    _p("balance_images", "int", "an integer >= 1",
+       "training images used for threshold balancing", _int_check(1)),
+    _p("model_seeds", "list[int]", "a list of >= 2 distinct integers",
+       "training seeds: [white-box target, black-box twin]",
+       _list_check(_int_check(), min_len=2, unique=True)),
+    _p("eval_seed", "int", "an integer", "seed for Poisson encoding / attack randomness",
+       _int_check()),
+    _p("eps_list", "list[number]", "a non-empty list of numbers in [0, 255]",
+       "attack budgets epsilon, in 1/255 units of the [0,1] pixel range",
+       _list_check(_number_check(0, 255))),
+    _p("pgd_steps", "int", "an integer >= 1", "PGD iterations", _int_check(1)),
+    _p("pgd_alpha", "number", "a number > 0", "PGD step size, in 1/255 units",
+       _number_check(0, lo_open=True)),
+    _p("device", "str", "one of 'cpu', 'cuda', 'auto'",
+       "torch device (auto: cuda if available)", _choice_check("cpu", "cuda", "auto")),
+    _p("attack_images", "int", "an integer >= 1", "test images attacked", _int_check(1)),
+    # ---- per-notebook extras -------------------------------------------------------------
+    _p("T_list", "list[int]", "a non-empty list of integers >= 1",
+       "timesteps swept for the discretisation study", _list_check(_int_check(1)),
+       ["02_discretization"]),
+    _p("quant_bits", "list[int|null]", "a non-empty list of integers in 1..8 or null "
+       "(null = no input quantisation)", "input quantisation bit depths swept",
+       _list_check(_optional(_int_check(1, 8))), ["02_discretization"]),
+    _p("leak_list", "list[float]", "a non-empty list of numbers in (0, 1]",
+       "leak factors swept; 1.0 means no leak (IF)",
+       _list_check(_float_check(0.0, 1.0, lo_open=True)), ["03_leak"]),
+    _p("eot_samples", "int", "an integer >= 1",
+       "Expectation-over-Transformation samples per gradient", _int_check(1),
+       ["06_gradient_masking"]),
+    _p("long_pgd_steps", "int", "an integer >= 1", "iterations of the long PGD sanity check",
+       _int_check(1), ["06_gradient_masking"]),
+    _p("restarts", "int", "an integer >= 1", "random restarts of the long PGD",
+       _int_check(1), ["06_gradient_masking"]),
+    _p("surrogates", "list[str]", "a non-empty list of distinct surrogate names registered in "
+       "snnlib.neurons.SURROGATES (linear, fast_sigmoid, arctan, rectangle)",
+       "surrogate-gradient functions compared for the attack",
+       _list_check(_surrogate_check, unique=True), ["06_gradient_masking"]),
+    _p("adaptive_images", "int", "an integer >= 1 and <= attack_images",
+       "attacked images for the adaptive attacks (the first of the attack images)", _int_check(1),
+       ["06_gradient_masking"]),
+    _p("large_eps", "list[number]", "a list of numbers in (0, 255]",
+       "extra large budgets (in 1/255) for the does-accuracy-reach-zero check",
+       _list_check(_number_check(0, 255)), ["06_gradient_masking"]),
+]
+
+#: Schema of every settable parameter: name -> :class:`Param`.
+KNOWN_PARAMS: dict[str, Param] = {p.name: p for p in _PARAM_LIST}
+
+#: Names of the parameters every notebook receives.
+COMMON_PARAMS: tuple[str, ...] = tuple(p.name for p in _PARAM_LIST if p.common)
+
+#: Per notebook stem: the names of its extra parameters.
+NOTEBOOK_EXTRAS: dict[str, tuple[str, ...]] = {
+    nb: tuple(p.name for p in _PARAM_LIST if p.notebooks and nb in p.notebooks)
+    for nb in NOTEBOOKS
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _show(v: Any) -> str:
+    """Render a value for an error message: value and its YAML-ish type."""
+    kind = {type(None): "null", bool: "bool", int: "int", float: "float", str: "str",
+            list: "list", tuple: "list", dict: "mapping"}.get(type(v), type(v).__name__)
+    r = repr(v)
+    if len(r) > 80:
+        r = r[:77] + "..."
+    return f"{r} ({kind})"
+
+
+def _suggest(name: Any, choices: Sequence[str]) -> str:
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def resolve_notebook(name: str, notebooks: Sequence[str] = NOTEBOOKS) -> str:
+    """Map a user-given notebook name to its stem.
+
+    Accepts the stem (``02_discretization``), the name without number (``discretization``),
+    the number (``02`` or ``2``) or a path (``book/02_discretization.ipynb``).
+    Raises ``ValueError`` listing the valid names otherwise.
+    """
+    raw = name
+    name = os.path.basename(name.strip())
+    if name.endswith(".ipynb"):
+        name = name[: -len(".ipynb")]
+    if name in notebooks:
+        return name
+    hits = [nb for nb in notebooks if nb.split("_", 1)[-1] == name]
+    if not hits and name.isdigit():
+        hits = [nb for nb in notebooks if nb.split("_", 1)[0].isdigit()
+                and int(nb.split("_", 1)[0]) == int(name)]
+    if len(hits) == 1:
+        return hits[0]
+    raise ValueError(f"unknown notebook {raw!r}{_suggest(name, notebooks)}; "
+                     f"valid: {', '.join(notebooks)} (or without the number prefix)")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+
+def load_profiles_file(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read and validate the whole profiles file; return ``{profile_name: raw_profile}``."""
+    import yaml
+
+    path = Path(path) if path is not None else PROFILES_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ProfileError(f"cannot read profiles file {path}: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict):
+        raise ProfileError(f"{path}: expected a top-level mapping 'profiles: {{name: ...}}'")
+    extra = sorted(set(data) - {"profiles"})
+    if extra:
+        raise ProfileError(f"{path}: unknown top-level key(s) {extra}; allowed: ['profiles']")
+    profiles = data["profiles"]
+    errors: list[str] = []
+    for name, raw in profiles.items():
+        _validate_raw_profile(str(name), raw, errors)
+    if errors:
+        raise ProfileError(f"invalid profiles file {path}:\n  " + "\n  ".join(errors))
+    return profiles
+
+
+def available_profiles(path: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{name: description}`` of the profiles in the file."""
+    return {n: str(p.get("description", "")).strip()
+            for n, p in load_profiles_file(path).items()}
+
+
+def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
+    where = f"profile {name!r}"
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a mapping, got {_show(raw)}")
+        return
+    for k in raw:
+        if k not in _PROFILE_KEYS:
+            errors.append(f"{where}, key {k!r}: unknown key{_suggest(k, _PROFILE_KEYS)}; "
+                          f"allowed: {', '.join(_PROFILE_KEYS)}")
+    if "description" in raw and not isinstance(raw["description"], str):
+        errors.append(f"{where}, key 'description': got {_show(raw['description'])}; "
+                      "allowed: a string")
+    # estimate_s: a number (every notebook) or {stem|default: seconds}
+    est = raw.get("estimate_s", None)
+    if est is not None:
+        if isinstance(est, dict):
+            for k, v in est.items():
+                if k != "default" and k not in NOTEBOOKS:
+                    errors.append(f"{where}, key 'estimate_s.{k}': unknown notebook"
+                                  f"{_suggest(k, NOTEBOOKS)}; allowed: default, "
+                                  + ", ".join(NOTEBOOKS))
+                elif not _is_number(v) or v < 0:
+                    errors.append(f"{where}, key 'estimate_s.{k}': got {_show(v)}; "
+                                  "allowed: a number of seconds >= 0")
+        elif not _is_number(est) or est < 0:
+            errors.append(f"{where}, key 'estimate_s': got {_show(est)}; allowed: a number "
+                          "of seconds >= 0 or a mapping {notebook: seconds}")
+    # common block
+    common = raw.get("common")
+    if not isinstance(common, dict):
+        errors.append(f"{where}, key 'common': got {_show(common)}; allowed: a mapping of "
+                      "the common parameters")
+        common = {}
+    for k, v in common.items():
+        _check_param(where, f"common.{k}", k, v, errors, allow=COMMON_PARAMS)
+    missing = [k for k in COMMON_PARAMS if k not in common]
+    if missing:
+        errors.append(f"{where}, key 'common': missing parameter(s) {', '.join(missing)}")
+    # notebook blocks
+    nbs = raw.get("notebooks") or {}
+    if not isinstance(nbs, dict):
+        errors.append(f"{where}, key 'notebooks': got {_show(nbs)}; allowed: a mapping "
+                      "{notebook: {parameter: value}}")
+        nbs = {}
+    for nb, block in nbs.items():
+        if nb not in NOTEBOOKS:
+            errors.append(f"{where}, key 'notebooks.{nb}': unknown notebook"
+                          f"{_suggest(nb, NOTEBOOKS)}; allowed: {', '.join(NOTEBOOKS)}")
+            continue
+        block = block or {}
+        if not isinstance(block, dict):
+            errors.append(f"{where}, key 'notebooks.{nb}': got {_show(block)}; allowed: a "
+                          "mapping {parameter: value}")
+            continue
+        for k, v in block.items():
+            _check_param(where, f"notebooks.{nb}.{k}", k, v, errors,
+                         allow=COMMON_PARAMS + NOTEBOOK_EXTRAS[nb])
+    for nb in NOTEBOOKS:
+        block = nbs.get(nb) or {}
+        if isinstance(block, dict):
+            miss = [k for k in NOTEBOOK_EXTRAS[nb] if k not in block]
+            if miss:
+                errors.append(f"{where}, key 'notebooks.{nb}': missing parameter(s) "
+                              f"{', '.join(miss)}")
+    # cross-field checks, per notebook (after merge)
+    if not errors:
+        for nb in NOTEBOOKS:
+            merged = _merge(raw, nb)
+            _cross_checks(where, nb, merged, errors)
+
+
+def _check_param(where: str, key: str, name: Any, value: Any, errors: list[str],
+                 allow: Sequence[str]) -> Any:
+    if name in RUNNER_PARAMS:
+        errors.append(f"{where}, key {key!r}: {name!r} is set by the runner, not by a profile")
+        return None
+    if name not in allow:
+        spec = KNOWN_PARAMS.get(name)
+        if spec is not None and spec.notebooks:
+            hint = f" ({name!r} belongs to notebook(s) {', '.join(spec.notebooks)})"
+        else:
+            hint = _suggest(name, list(KNOWN_PARAMS))
+        errors.append(f"{where}, key {key!r}: unknown parameter{hint}; allowed here: "
+                      + ", ".join(allow))
+        return None
+    try:
+        return KNOWN_PARAMS[name].validate(value)
+    except ValueError as e:
+        errors.append(f"{where}, key {key!r}: {e}")
+        return None
+
+
+def _cross_checks(where: str, nb: str, p: Mapping[str, Any], errors: list[str]) -> None:
+    if p["attack_images"] > p["n_test"]:
+        errors.append(f"{where}, notebook {nb}: attack_images={p['attack_images']} exceeds "
+                      f"n_test={p['n_test']}; allowed: attack_images <= n_test (attacked "
+                      "images are taken from the evaluated test images)")
+    if "adaptive_images" in p and p["adaptive_images"] > p["attack_images"]:
+        errors.append(f"{where}, notebook {nb}: adaptive_images={p['adaptive_images']} exceeds "
+                      f"attack_images={p['attack_images']}; allowed: adaptive_images <= attack_images")
+    if p["balance_images"] > p["n_train"]:
+        errors.append(f"{where}, notebook {nb}: balance_images={p['balance_images']} exceeds "
+                      f"n_train={p['n_train']}; allowed: balance_images <= n_train")
+
+
+def _merge(raw: Mapping[str, Any], nb: str) -> dict[str, Any]:
+    """Validated, normalised parameters of notebook ``nb`` (common, then notebook block)."""
+    out: dict[str, Any] = {}
+    for k in COMMON_PARAMS:
+        out[k] = KNOWN_PARAMS[k].validate(copy.deepcopy(raw["common"][k]))
+    block = (raw.get("notebooks") or {}).get(nb) or {}
+    for k, v in block.items():
+        out[k] = KNOWN_PARAMS[k].validate(copy.deepcopy(v))
+    return out
+
+
+def validate_overrides(overrides: Mapping[str, Any] | None,
+                       profile: str = "<override>") -> dict[str, Any]:
+    """Validate ``{name: value}`` overrides against :data:`KNOWN_PARAMS`; return normalised."""
+    errors: list[str] = []
+    out: dict[str, Any] = {}
+    for k, v in (overrides or {}).items():
+        val = _check_param(f"profile {profile!r}", f"-p {k}", k, v, errors,
+                           allow=list(KNOWN_PARAMS))
+        if not errors:
+            out[k] = val
+    if errors:
+        raise ProfileError("invalid parameter override:\n  " + "\n  ".join(errors)
+                           if len(errors) > 1 else errors[0])
+    return out
+
+
+def load_profile(name: str, overrides: Mapping[str, Any] | None = None,
+                 path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Load profile ``name`` with ``overrides`` applied, fully validated.
+
+    Returns a dict::
+
+        {"name": "smoke", "description": "...",
+         "common": {...common parameters...},
+         "notebooks": {"01_models": {...all parameters of that notebook...}, ...},  # in order
+         "estimate_s": {"01_models": 60.0, ...},
+         "overrides": {...normalised overrides...}}
+
+    An override of a common parameter applies to every notebook (also over a notebook block's
+    own value); an override of a notebook extra (e.g. ``T_list``) applies to the notebook(s)
+    that have it.  Raises :class:`ProfileError` on any problem.
+    """
+    profiles = load_profiles_file(path)
+    if name not in profiles:
+        raise ProfileError(f"unknown profile {name!r}{_suggest(name, list(profiles))}; "
+                           f"available: {', '.join(profiles)}")
+    raw = profiles[name]
+    ov = validate_overrides(overrides, profile=name)
+    nbs: dict[str, dict[str, Any]] = {}
+    for nb in NOTEBOOKS:
+        merged = _merge(raw, nb)
+        for k, v in ov.items():
+            if k in merged:
+                merged[k] = copy.deepcopy(v)
+        nbs[nb] = merged
+    errors: list[str] = []
+    for nb, merged in nbs.items():
+        _cross_checks(f"profile {name!r} (with overrides)", nb, merged, errors)
+    if errors:
+        raise ProfileError(errors[0] if len(errors) == 1 else "\n  ".join(["", *errors]))
+    common = {k: KNOWN_PARAMS[k].validate(copy.deepcopy(raw["common"][k]))
+              for k in COMMON_PARAMS}
+    common.update({k: copy.deepcopy(v) for k, v in ov.items() if k in COMMON_PARAMS})
+    est = raw.get("estimate_s", 60)
+    if isinstance(est, dict):
+        default = est.get("default", 60)
+        estimate = {nb: float(est.get(nb, default)) for nb in NOTEBOOKS}
+    else:
+        estimate = {nb: float(est) for nb in NOTEBOOKS}
+    return {
+        "name": name,
+        "description": str(raw.get("description", "")).strip(),
+        "common": common,
+        "notebooks": nbs,
+        "estimate_s": estimate,
+        "overrides": ov,
+    }
+
+
+def notebook_params(name: str, notebook: str,
+                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """All parameters of one notebook (by stem or short name) under profile ``name``."""
+    return load_profile(name, overrides)["notebooks"][resolve_notebook(notebook)]
+
+
+def parameters_cell_source(notebook: str, profile: str = "smoke") -> str:
+    """Source of a ``parameters`` cell for ``notebook`` with the profile's values as defaults.
+
+    Notebook authors paste this into the cell tagged ``parameters`` so that
+    ``papermill book/<nb>.ipynb out.ipynb -p T_bp 8`` works and the defaults equal the
+    smoke profile.
+    """
+    stem = resolve_notebook(notebook)
+    params = notebook_params(profile, stem)
+    lines = [f"# Parameters (defaults = the {profile!r} profile; overridden by papermill / "
+             "python -m snnlib.study)",
+             f"profile = {profile!r}  # name of the run profile",
+             f"results_dir = 'results/{profile}'  # where this notebook writes its results JSON"]
+    for k, v in params.items():
+        lines.append(f"{k} = {v!r}  # {KNOWN_PARAMS[k].doc}")
+    return "\n".join(lines) + "\n"

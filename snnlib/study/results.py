@@ -1,0 +1,74 @@
+"""Result files of the study: one JSON per chapter with provenance, and the provenance table of a run."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..files import atomic_write_json
+from ..machine import git_commit, machine_info, snnlib_version, torch_version, utc_now
+
+__all__ = ["write_result", "run_provenance"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def write_result(results_dir: str | os.PathLike, name: str, payload: Mapping[str, Any],
+                 wall_time_s: float | None = None) -> Path:
+    """Write ``<results_dir>/<name>.json`` atomically and return its path.
+
+    The file holds ``payload`` plus ``wall_time_s`` (if given), ``snnlib_version``,
+    ``torch_version``, ``machine`` (platform, cpu count, device name), ``git_commit`` and
+    ``timestamp_utc``.  Keys of ``payload`` win over these added fields.  Notebooks should call
+    it with ``name`` = their stem (``"02_discretization"``) and put their parameters under
+    ``payload["parameters"]``; the study runner reads ``wall_time_s`` for its time estimates.
+    """
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"result name must be a simple file stem, got {name!r}")
+    meta: dict[str, Any] = {}
+    if wall_time_s is not None:
+        meta["wall_time_s"] = float(wall_time_s)
+    meta.update({
+        "snnlib_version": snnlib_version(),
+        "torch_version": torch_version(),
+        "machine": machine_info(),
+        "git_commit": git_commit(),
+        "timestamp_utc": utc_now(),
+    })
+    out = {**meta, **payload}
+    path = Path(results_dir) / f"{name}.json"
+    return atomic_write_json(path, out)
+
+
+def run_provenance(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """One row per chapter result in ``results_dir``: how and where it was computed.
+
+    Keys: notebook, wall_time_s (the notebook's own measurement, seconds), runner_wall_time_s (papermill
+    execution including kernel start, from ``_study_log.json`` when the study runner made it), device, cpu_count,
+    torch_threads, torch_version, git_commit, timestamp_utc.  Files that are not result JSON are skipped.
+    """
+    d = Path(results_dir)
+    log: dict[str, Any] = {}
+    try:
+        log = json.loads((d / "_study_log.json").read_text()).get("notebooks", {})
+    except (OSError, ValueError):
+        pass
+    rows = []
+    for p in sorted(d.glob("*.json")):
+        if p.name.startswith("_"):
+            continue
+        try:
+            r = json.loads(p.read_text())
+        except ValueError:
+            continue
+        m = r.get("machine") or {}
+        rows.append(dict(notebook=p.stem, wall_time_s=r.get("wall_time_s"),
+                         runner_wall_time_s=(log.get(p.stem) or {}).get("wall_time_s"),
+                         device=m.get("device_name"), cpu_count=m.get("cpu_count"),
+                         torch_threads=m.get("torch_threads"), torch_version=r.get("torch_version"),
+                         git_commit=r.get("git_commit"), timestamp_utc=r.get("timestamp_utc")))
+    return rows

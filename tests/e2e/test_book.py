@@ -1,0 +1,104 @@
+"""End to end: every notebook at the smoke profile through the study runner (papermill), nbval, and a -W book build.
+
+The smoke run executes into a temporary copy of book/ with its own model cache, so the committed notebooks and the
+user's cache are never touched.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from snnlib.study.profiles import NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT / "book"
+PY = sys.executable
+
+pytestmark = pytest.mark.slow
+
+
+def _toc_files():
+    import yaml
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    book = tmp / "book"
+    shutil.copytree(BOOK, book, symlinks=False, ignore=shutil.ignore_patterns("_build"))
+    results = tmp / "results"
+    env = dict(os.environ, SNNLIB_CACHE=str(tmp / "cache"), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([PY, "-m", "snnlib.study", "run", "--profile", "smoke", "--book-dir", str(book),
+                           "--out-dir", str(book), "--results-dir", str(results)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=45 * 60)
+    return dict(tmp=tmp, book=book, results=results, env=env, proc=proc)
+
+
+def test_every_notebook_runs_at_smoke_profile(smoke):
+    proc = smoke["proc"]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    for nb in NOTEBOOKS:
+        path = smoke["book"] / f"{nb}.ipynb"
+        node = nbformat.read(path, as_version=4)
+        errors = [o for c in node.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{nb}: {errors[0]['ename']}: {errors[0]['evalue']}"
+        tags = [c.metadata.get("tags", []) for c in node.cells]
+        assert sum("parameters" in t for t in tags) == 1, f"{nb} must have exactly one 'parameters' cell"
+        assert any("injected-parameters" in t for t in tags), f"{nb} was not executed by papermill"
+
+
+def test_every_chapter_writes_results_json(smoke):
+    for nb in NOTEBOOKS:
+        data = json.loads((smoke["results"] / f"{nb}.json").read_text())
+        assert data["profile"] == "smoke"
+        if nb != "07_summary":
+            assert data["wall_time_s"] > 0
+            assert data["parameters"]["n_test"] == 64
+            assert "shipped real subset" in data["scale_note"] or "torchvision" in data["scale_note"]
+
+
+def test_summary_verdicts_come_from_the_numbers(smoke):
+    data = json.loads((smoke["results"] / "07_summary.json").read_text())
+    verdicts = {c["verdict"] for c in data["claims"]}
+    assert verdicts <= {"supported", "contradicted", "inconclusive", "not run"}
+    # smoke models classify at chance, so no claim may be called supported or contradicted
+    assert verdicts <= {"inconclusive", "not run"}, verdicts
+
+
+def test_nbval_on_executed_notebooks(smoke):
+    # re-execute the cheap chapters (cached models) and compare nothing but errors (--nbval-lax)
+    nbs = [str(smoke["book"] / f"{nb}.ipynb") for nb in ("01_models", "07_summary")]
+    proc = subprocess.run([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--rootdir",
+                           str(smoke["tmp"]), *nbs], cwd=smoke["tmp"], env=smoke["env"], capture_output=True,
+                          text=True, timeout=20 * 60)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_book_builds_with_warnings_as_errors(smoke):
+    book = smoke["book"]
+    for name in ("_config.yml", "_toc.yml"):
+        (book / name).unlink(missing_ok=True)
+        shutil.copy(ROOT / name, book / name)
+    jb = shutil.which("jupyter-book", path=str(Path(PY).parent)) or "jupyter-book"
+    proc = subprocess.run([jb, "build", "--all", "-W", "-n", "--keep-going", str(book)], cwd=smoke["tmp"],
+                          env=smoke["env"], capture_output=True, text=True, timeout=20 * 60)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    html = book / "_build" / "html"
+    for f in _toc_files():
+        page = html / f"{f}.html"
+        assert page.exists(), f"missing page {page.name}"
+        text = page.read_text()
+        if f.startswith("0") and f != "07_summary":
+            assert "<img" in text, f"{f}.html has no figure"
+    assert "Clopper" in (html / "intro.html").read_text()

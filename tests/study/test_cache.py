@@ -1,0 +1,260 @@
+"""Tests of snnlib.study.cache (keys, the artifact cache), snnlib.files (atomic writes) and snnlib.study.results."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from snnlib import files as F
+from snnlib.study import cache as A
+from snnlib.study import results as R
+from snnlib.study.cache import ArtifactCache
+
+
+class NotAllowed:  # module level so torch.save can pickle it; weights_only load refuses it
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# cache_dir / config_key
+# --------------------------------------------------------------------------------------------
+
+
+def test_cache_dir_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("SNNLIB_CACHE", str(tmp_path / "c"))
+    assert A.cache_dir() == tmp_path / "c"
+    assert ArtifactCache().root == tmp_path / "c"
+    monkeypatch.delenv("SNNLIB_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert A.cache_dir() == tmp_path / ".cache" / "snnlib"
+
+
+def test_config_key_is_canonical():
+    k = A.config_key({"a": 1, "b": [0.1, 2], "c": {"y": None, "x": True}})
+    assert len(k) == 16 and all(ch in "0123456789abcdef" for ch in k)
+    # key order, tuples vs lists, numpy / torch scalars do not matter
+    import numpy as np
+    assert A.config_key({"c": {"x": True, "y": None}, "b": (0.1, 2), "a": np.int64(1)}) == k
+    assert A.config_key({"a": torch.tensor(1), "b": [0.1, 2], "c": {"x": True, "y": None}}) == k
+    # values do
+    assert A.config_key({"a": 2, "b": [0.1, 2], "c": {"y": None, "x": True}}) != k
+    assert A.config_key({"lr": 0.1 + 0.2}) != A.config_key({"lr": 0.3})
+    assert A.canonical_json({"b": 1.5, "a": "x"}) == '{"a":"x","b":1.5}'
+
+
+@pytest.mark.parametrize("bad, exc, words", [
+    ([1, 2], TypeError, "config must be a dict"),
+    ({"model": {"w": object()}}, TypeError, "config['model']['w']"),
+    ({1: "x"}, TypeError, "keys must be strings"),
+    ({"lr": float("nan")}, ValueError, "NaN"),
+])
+def test_config_key_errors(bad, exc, words):
+    with pytest.raises(exc) as info:
+        A.config_key(bad)
+    assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------
+
+
+def _siblings(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def test_atomic_write_bytes_and_failure_keeps_old(tmp_path):
+    p = tmp_path / "sub" / "f.bin"
+    F.atomic_write_bytes(p, b"one")
+    F.atomic_write_bytes(p, b"two")
+    assert p.read_bytes() == b"two"
+    assert _siblings(p) == ["f.bin"]
+    # an exception while writing leaves the old content and no temp file
+    with pytest.raises(RuntimeError):
+        with F.atomic_file(p) as f:
+            f.write(b"half")
+            raise RuntimeError("stopped")
+    assert p.read_bytes() == b"two"
+    assert _siblings(p) == ["f.bin"]
+    with pytest.raises(TypeError):
+        F.atomic_write_bytes(p, "text")
+
+
+def test_atomic_write_json(tmp_path):
+    import numpy as np
+    p = tmp_path / "r.json"
+    F.atomic_write_json(p, {"t": (1, 2), "nan": float("nan"), "np": np.float32(0.5),
+                            "arr": np.arange(3), "ten": torch.tensor([1.5]), "path": tmp_path})
+    data = json.loads(p.read_text())
+    assert data == {"t": [1, 2], "nan": None, "np": 0.5, "arr": [0, 1, 2], "ten": [1.5],
+                    "path": str(tmp_path)}
+    with pytest.raises(TypeError, match=r"payload\['x'\]"):
+        F.atomic_write_json(p, {"x": object()})
+    assert json.loads(p.read_text())["t"] == [1, 2]      # old file intact
+    assert _siblings(p) == ["r.json"]
+
+
+def test_atomic_save_torch(tmp_path):
+    p = tmp_path / "m.pt"
+    F.atomic_save_torch({"w": torch.arange(4.0)}, p)
+    assert torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(4.0))
+    assert _siblings(p) == ["m.pt"]
+
+
+# --------------------------------------------------------------------------------------------
+# ArtifactCache
+# --------------------------------------------------------------------------------------------
+
+CFG = {"arch": "vgg5", "seed": 0, "lr": 0.05, "T": [4, 8]}
+
+
+def test_save_load_roundtrip(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    assert not cache.has("ann", CFG)
+    state = {"model": {"w": torch.randn(3, 2)}, "acc": 0.5, "epochs": 3, "names": ["a", None]}
+    d = cache.save("ann", CFG, state)
+    assert d == tmp_path / "ann" / A.config_key(CFG) == cache.path("ann", CFG)
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "state.pt"]
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["config"] == CFG and meta["kind"] == "ann"
+    assert cache.has("ann", CFG)
+    back = cache.load("ann", CFG)
+    assert torch.equal(back["model"]["w"], state["model"]["w"])
+    assert back["acc"] == 0.5 and back["names"] == ["a", None]
+    with pytest.raises(KeyError, match="no cached 'snn' entry"):
+        cache.load("snn", CFG)
+
+
+def test_save_rejects_bad_state(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(TypeError, match="state must be a dict"):
+        cache.save("ann", CFG, [torch.zeros(1)])
+    with pytest.raises(TypeError, match="weights_only"):
+        cache.save("ann", CFG, {"obj": NotAllowed()})
+    with pytest.raises(TypeError, match="config must be a dict"):
+        cache.save("ann", "vgg5", {})
+    with pytest.raises(ValueError, match="kind"):
+        cache.path("../evil", CFG)
+    assert not cache.has("ann", CFG)
+
+
+def test_get_or_build_builds_once(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"w": torch.ones(2)}
+
+    a = cache.get_or_build("ann", CFG, build)
+    b = cache.get_or_build("ann", CFG, build)
+    c = ArtifactCache(tmp_path).get_or_build("ann", dict(reversed(list(CFG.items()))), build)
+    assert len(calls) == 1
+    assert torch.equal(a["w"], b["w"]) and torch.equal(b["w"], c["w"])
+    cache.get_or_build("ann", {**CFG, "seed": 1}, build)     # another config builds again
+    assert len(calls) == 2
+    with pytest.raises(TypeError, match="must return a dict"):
+        cache.get_or_build("bad", CFG, lambda: 3)
+
+
+def test_resume_after_interrupted_build_and_partial_entry(tmp_path, capsys):
+    cache = ArtifactCache(tmp_path)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build("ann", CFG, interrupted)
+    assert not cache.has("ann", CFG)
+    # a stop between config.json and state.pt leaves an incomplete entry: it is rebuilt
+    d = cache.path("ann", CFG)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text("{}")
+    (d / ".state.pt.123.tmp").write_bytes(b"partial")
+    assert not cache.has("ann", CFG)
+    out = cache.get_or_build("ann", CFG, lambda: {"w": torch.zeros(1)})   # lock was released
+    assert cache.has("ann", CFG) and torch.equal(out["w"], torch.zeros(1))
+    # a corrupt state.pt is reported and rebuilt
+    (d / "state.pt").write_bytes(b"garbage")
+    out = cache.get_or_build("ann", CFG, lambda: {"w": torch.ones(1)})
+    assert torch.equal(out["w"], torch.ones(1))
+    assert "rebuilding" in capsys.readouterr().err
+    assert torch.equal(cache.load("ann", CFG)["w"], torch.ones(1))
+
+
+def test_load_detects_mismatched_config(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    d = cache.save("ann", CFG, {"w": torch.zeros(1)})
+    meta = json.loads((d / "config.json").read_text())
+    meta["config"]["seed"] = 99
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(A.CacheError, match="differs"):
+        cache.load("ann", CFG)
+
+
+def _worker(root: str, counter: str, out: str) -> None:
+    def build():
+        with open(counter, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(0.5)                      # the other process arrives while we build
+        return {"w": torch.full((2,), 7.0), "pid": os.getpid()}
+
+    state = ArtifactCache(root).get_or_build("ann", CFG, build)
+    Path(out).write_text(json.dumps({"pid": int(state["pid"]), "w": state["w"].tolist()}))
+
+
+def test_get_or_build_two_processes_build_once(tmp_path):
+    ctx = mp.get_context("fork")
+    counter = tmp_path / "builds.txt"
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path / "cache"), str(counter),
+                                               str(tmp_path / f"out{i}.json")))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(counter.read_text().split()) == 1
+    outs = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2)]
+    assert outs[0] == outs[1] and outs[0]["w"] == [7.0, 7.0]
+
+
+# --------------------------------------------------------------------------------------------
+# write_result
+# --------------------------------------------------------------------------------------------
+
+
+def test_write_result(tmp_path):
+    p = R.write_result(tmp_path / "res", "02_discretization",
+                       {"parameters": {"T_bp": 8}, "acc": [0.5, float("inf")]}, wall_time_s=1.25)
+    assert p == tmp_path / "res" / "02_discretization.json"
+    data = json.loads(p.read_text())
+    assert data["wall_time_s"] == 1.25 and data["parameters"] == {"T_bp": 8}
+    assert data["acc"] == [0.5, None]
+    for k in ("snnlib_version", "torch_version", "timestamp_utc", "machine"):
+        assert k in data
+    assert {"platform", "cpu_count", "device_name"} <= set(data["machine"])
+    assert data["torch_version"] == torch.__version__
+    assert "wall_time_s" not in json.loads(R.write_result(tmp_path, "x", {}).read_text())
+    with pytest.raises(ValueError, match="simple file stem"):
+        R.write_result(tmp_path, "../x", {})
+    with pytest.raises(TypeError, match="payload must be a dict"):
+        R.write_result(tmp_path, "x", [1])
+
+
+def test_run_provenance_reads_results_and_runner_log(tmp_path):
+    R.write_result(tmp_path, "02_discretization", {"results": {}}, wall_time_s=12.5)
+    R.write_result(tmp_path, "01_models", {"results": {}}, wall_time_s=3.0)
+    (tmp_path / "_study_log.json").write_text(json.dumps({"notebooks": {"01_models": {"wall_time_s": 4.25}}}))
+    (tmp_path / "broken.json").write_text("{not json")
+    rows = R.run_provenance(tmp_path)
+    assert [r["notebook"] for r in rows] == ["01_models", "02_discretization"]
+    assert rows[0]["wall_time_s"] == 3.0 and rows[0]["runner_wall_time_s"] == 4.25
+    assert rows[1]["runner_wall_time_s"] is None
+    assert rows[0]["cpu_count"] == os.cpu_count() and rows[0]["device"]

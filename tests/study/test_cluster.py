@@ -1,0 +1,379 @@
+"""The study's units of work and its cluster executors (python -m snnlib.study run --executor ...).
+
+* the grid driver (dependencies, retries, --keep-going) with a fake executor: no extra needed;
+* the SLURM job description (sbatch parameters) that --executor slurm would submit, via --dry-run;
+* a real Dask LocalCluster (2 worker processes, 1 thread each): a crashing unit is retried, two
+  workers asking for the same model train it once, and the smoke profile's real notebooks give the
+  same results JSON as the local executor.
+
+Tests that need dask/distributed or submitit skip cleanly without the extra
+(``pip install -r requirements-cluster.txt``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from snnlib.study import executors as X
+from snnlib.study.executors import Unit, parse_slurm_time, run_grid, slurm_job_spec
+from snnlib.study.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+PARAMS_CELL = """profile = 'smoke'
+results_dir = 'results/smoke'
+T_bp = 8
+"""
+BODY_CELL = """import os, time
+from snnlib.study.results import write_result
+{extra}
+write_result(results_dir, {stem!r}, {{"parameters": {{"T_bp": T_bp}}, "T_bp": T_bp, "pid": os.getpid()}},
+             wall_time_s=0.1)
+"""
+# first run: create the marker and kill the kernel (a crash, not a Python exception)
+CRASH_ONCE = """marker = {marker!r}
+if not os.path.exists(marker):
+    open(marker, "w").close()
+    os._exit(3)
+"""
+
+
+def _dummy_book(d: Path, extras: dict[str, str] | None = None) -> Path:
+    """The book's notebooks as tiny no-torch notebooks (~1-2 s each)."""
+    from snnlib.study.profiles import NOTEBOOKS
+
+    d.mkdir(parents=True, exist_ok=True)
+    for stem in NOTEBOOKS:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        params = nbformat.v4.new_code_cell(PARAMS_CELL)
+        params.metadata["tags"] = ["parameters"]
+        body = BODY_CELL.format(stem=stem, extra=(extras or {}).get(stem, ""))
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        nbformat.write(nb, str(d / f"{stem}.ipynb"))
+    return d
+
+
+def _argv(tmp: Path, book: Path, *more: str) -> list[str]:
+    return ["run", "--book-dir", str(book), "--results-dir", str(tmp / "res"),
+            "--cache-dir", str(tmp / "cache"), *more]
+
+
+# --------------------------------------------------------------------------------------------
+# the grid driver, with a fake executor (no extra needed)
+# --------------------------------------------------------------------------------------------
+
+
+class FakeExecutor(X.Executor):
+    """Runs nothing: each unit 'succeeds' unless its id fails the first ``fails[id]`` attempts."""
+
+    def __init__(self, fails=None, capacity=None):
+        self.fails = dict(fails or {})
+        self.capacity = capacity
+        self.log: list[tuple[str, int]] = []
+
+    def submit(self, unit, attempt):
+        self.log.append((unit.id, attempt))
+        ok = attempt > self.fails.get(unit.id, 0)
+        return (unit.id, attempt, ok)
+
+    def wait(self, handles, timeout):
+        h = handles[0]           # one at a time, in submission order
+        return [(h, h[2], {"id": h[0]} if h[2] else X.UnitError(f"boom {h[0]}"))]
+
+
+def _grid():
+    t = [Unit(id=f"train/{s}", kind="train", label=f"train seed {s}", spec={}) for s in (0, 1)]
+    nbs = [Unit(id=f"nb/{n}", kind="notebook", label=n, spec={}, notebook=n,
+                deps=("train/0", "train/1")) for n in ("01", "02")]
+    summary = Unit(id="nb/07", kind="notebook", label="07", spec={}, notebook="07",
+                   after=("nb/01", "nb/02"))
+    return [*t, *nbs, summary]
+
+
+@pytest.mark.parametrize("capacity", [None, 1])
+def test_grid_runs_training_first_and_retries(capacity):
+    ex = FakeExecutor(fails={"nb/02": 1}, capacity=capacity)
+    states = run_grid(_grid(), ex, retries=1)
+    assert {k: s.status for k, s in states.items()} == dict.fromkeys(states, "ok")
+    order = [uid for uid, _ in ex.log]
+    assert order.index("train/0") < order.index("nb/01") and order.index("nb/02") < order.index("nb/07")
+    assert ("nb/02", 2) in ex.log and states["nb/02"].attempts == 2
+
+
+def test_grid_failure_blocks_dependents_and_summary_still_runs():
+    ex = FakeExecutor(fails={"train/1": 9})
+    states = run_grid(_grid(), ex, retries=2, keep_going=True)
+    assert states["train/1"].status == "failed" and states["train/1"].attempts == 3
+    assert states["nb/01"].status == states["nb/02"].status == "blocked"
+    assert "train seed 1" in states["nb/01"].note
+    assert states["nb/07"].status == "ok"            # ordered after, not dependent
+    # without --keep-going nothing new starts after the failure
+    states = run_grid(_grid(), FakeExecutor(fails={"train/0": 9}, capacity=1), retries=0)
+    assert states["train/0"].status == "failed"
+    assert {states[k].status for k in ("train/1", "nb/01", "nb/02", "nb/07")} == {"not run"}
+
+
+def test_unit_and_error_pickle():
+    u = _grid()[2]
+    assert pickle.loads(pickle.dumps(u)) == u
+    e = pickle.loads(pickle.dumps(X.UnitError("cell 2 raised", "/x/03.failed.ipynb", "node7")))
+    assert str(e) == "cell 2 raised" and e.failed_copy == "/x/03.failed.ipynb" and e.host == "node7"
+
+
+def test_local_executor_retries_a_crashed_kernel(capsys, tmp_path):
+    book = _dummy_book(tmp_path / "book", {"02_discretization": CRASH_ONCE.format(
+        marker=str(tmp_path / "crashed-once"))})
+    assert main(_argv(tmp_path, book, "--only", "02", "--retries", "1")) == 0
+    cap = capsys.readouterr()
+    assert "attempt 1 failed" in cap.err and "DeadKernelError" in cap.err
+    assert "[1/1] 02_discretization: running again (attempt 2 of 2)" in cap.out
+    log = json.loads((tmp_path / "res" / "_study_log.json").read_text())
+    assert log["notebooks"]["02_discretization"]["status"] == "ok"
+    assert log["notebooks"]["02_discretization"]["attempts"] == 2
+
+
+def test_usage_errors(capsys, tmp_path):
+    book = _dummy_book(tmp_path / "book")
+    assert main(_argv(tmp_path, book, "--dry-run", "--partition", "gpu")) == 2
+    assert "--partition only apply with --executor slurm" in capsys.readouterr().err
+    assert main(_argv(tmp_path, book, "--dry-run", "--executor", "slurm", "--time", "x")) == 2
+    assert "--time 'x'" in capsys.readouterr().err
+    assert main(_argv(tmp_path, book, "--dry-run", "--executor", "slurm",
+                      "--slurm-arg", "account")) == 2
+    assert "expected key=value" in capsys.readouterr().err
+
+
+def test_missing_extra_is_a_clear_usage_error(capsys, tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "distributed", None)       # import fails
+    book = _dummy_book(tmp_path / "book")
+    assert main(_argv(tmp_path, book, "--only", "07", "--executor", "dask")) == 2
+    assert "requirements-cluster.txt" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# SLURM: the job description, without submitting
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("12:00:00", 720), ("1-00", 1440),
+                                           ("1-02:30", 1590), ("05:30", 6), (45, 45)])
+def test_parse_slurm_time(text, minutes):
+    assert parse_slurm_time(text) == minutes
+
+
+def test_slurm_job_spec_defaults_from_the_estimate():
+    u = Unit(id="nb/03_leak", kind="notebook", label="03_leak", spec={}, estimate_s=21600,
+             env={"SNNLIB_CACHE": "/shared/cache"})
+    spec = slurm_job_spec(u, folder="/shared/res/_slurm", partition="gpu", gpus_per_node=1,
+                          extra={"account": "proj", "mail_type": "FAIL"})
+    p = spec["parameters"]
+    assert p["time"] == 540 and p["partition"] == "gpu" and p["gpus_per_node"] == 1
+    assert p["job_name"] == "snnlib-03_leak"
+    assert p["additional_parameters"] == {"account": "proj", "mail-type": "FAIL"}
+    assert "export SNNLIB_CACHE=/shared/cache" in p["setup"]
+
+
+def test_slurm_dry_run_prints_the_sbatch_parameters(capsys, tmp_path):
+    book = _dummy_book(tmp_path / "book")
+    argv = ["run", "--profile", "paper", "--executor", "slurm", "--dry-run",
+            "--book-dir", str(book), "--results-dir", str(tmp_path / "res"),
+            "--cache-dir", "/shared/snn-cache", "--partition", "gpu", "--time", "12:00:00",
+            "--cpus-per-task", "8", "--slurm-arg", "account=proj", "--slurm-arg", "mem=64G",
+            "--only", "01_models,03,07"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Executor slurm: 5 unit(s), retries 1, cache /shared/snn-cache" in out
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith("sbatch ")]
+    assert len(lines) == 5                       # 2 train units + 3 notebooks
+    assert lines[0].endswith("# train/seed0-" + lines[0].split("train/seed0-")[1])
+    for ln in lines:
+        for flag in ("--partition=gpu", "--time=720", "--cpus-per-task=8", "--account=proj",
+                     "--mem=64G"):
+            assert flag in ln, (flag, ln)
+        # paper's device is cuda: one GPU per job, except for the summary (reads JSON files)
+        assert ("--gpus-per-node=1" in ln) == ("nb/07_summary" not in ln), ln
+    nb_lines = [ln for ln in out.splitlines() if "] notebook" in ln]
+    assert "needs: train/seed0-" in nb_lines[0] and "train/seed1-" in nb_lines[0]
+    assert "needs: -; after 2 notebook(s)" in nb_lines[-1]          # 07_summary
+    assert not (tmp_path / "res").exists()                          # nothing written
+    if _has("submitit"):
+        script = out.split("Script of the first job")[1]
+        for line in ("#SBATCH --partition=gpu", "#SBATCH --time=720", "#SBATCH --gpus-per-node=1",
+                     "#SBATCH --account=proj", "#SBATCH --mem=64G", "#SBATCH --cpus-per-task=8",
+                     "export SNNLIB_CACHE=/shared/snn-cache", "submitit.core._submit"):
+            assert line in script, line
+
+
+def _has(module: str) -> bool:
+    import importlib
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Dask: a real LocalCluster with 2 worker processes, 1 thread each
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("dask")
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, env=env) as lc:
+        with distributed.Client(lc) as client:
+            yield lc, client
+
+
+def test_dask_local_cluster_retries_a_crashing_unit(capsys, tmp_path):
+    pytest.importorskip("distributed")
+    book = _dummy_book(tmp_path / "book", {"02_discretization": CRASH_ONCE.format(
+        marker=str(tmp_path / "crashed-once"))})
+    # no --scheduler: the runner starts (and stops) its own LocalCluster
+    argv = _argv(tmp_path, book, "--executor", "dask", "--workers", "2", "--no-train-units",
+                 "--only", "01,02,07", "--progress-every", "5")
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "Executor: dask (LocalCluster, 2 worker(s)); 3 unit(s) (0 train, 3 notebook), " \
+           "retries 1" in cap.out
+    assert "02_discretization: attempt 1 failed" in cap.err
+    assert "02_discretization: submitted again (attempt 2 of 2)" in cap.out
+    assert "progress: 3/3 done, 0 running, 0 failed, 0 remaining" in cap.out
+    assert "succeeded after a retry: 02_discretization (2 attempts)" in cap.out
+    for nb in ("01_models", "02_discretization", "07_summary"):
+        assert json.loads((tmp_path / "res" / f"{nb}.json").read_text())["T_bp"] == 8
+        assert (book / f"{nb}.ipynb").is_file()
+    assert not [p for p in book.iterdir() if p.name.startswith(".")]     # no temp left
+
+
+def test_dask_failures_summary_and_rerun_command(capsys, tmp_path, cluster):
+    lc, _ = cluster
+    book = _dummy_book(tmp_path / "book", {"03_leak": "raise ValueError('boom')"})
+    argv = _argv(tmp_path, book, "--executor", "dask", "--scheduler", lc.scheduler_address,
+                 "--no-train-units", "--only", "leak,05,07", "--keep-going")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "03_leak: FAILED (2 attempts)" in err and "ValueError: boom" in err
+    assert "Failures:\n  03_leak (2 attempts): cell 1" in err
+    assert ("rerun only the notebooks that did not finish: python -m snnlib.study run "
+            "--profile smoke --only 03_leak ") in err
+    assert f"--executor dask --scheduler {lc.scheduler_address}" in err
+    assert (tmp_path / "res" / "05_attack_source.json").is_file()       # the others completed
+    assert (tmp_path / "res" / "07_summary.json").is_file()
+    assert (tmp_path / "res" / "03_leak.failed.ipynb").is_file()
+
+
+TINY = {"dataset": "cifar10", "data_source": "subset", "data_dir": None, "arch": "vgg5",
+        "n_train": 128, "batch_size": 64, "epochs_ann": 1, "epochs_snn": 1, "T_conv": 16, "T_bp": 6,
+        "leak_bp": 0.99, "threshold_scale_bp": 0.7, "balance_T": 16, "balance_images": 16,
+        "device": "cpu"}
+
+
+def test_two_workers_asking_for_the_same_model_train_it_once(tmp_path, cluster):
+    _, client = cluster
+    workers = sorted(client.scheduler_info()["workers"])
+    assert len(workers) == 2
+    cache = tmp_path / "shared-cache"
+    env = {"SNNLIB_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    units = [Unit(id=f"train/seed0-copy{i}", kind="train", label="train seed 0", env=env,
+                  spec={"params": TINY, "seed": 0, "cwd": str(ROOT), "cache_dir": str(cache)})
+             for i in (1, 2)]
+    futures = [client.submit(X.run_unit, u, 1, workers=[w], pure=False)
+               for u, w in zip(units, workers)]
+    results = client.gather(futures)
+    assert len({(r["host"], r["pid"]) for r in results}) == 2     # two processes
+    trained = [m for r in results for m in r["trained"]]
+    # each artifact (ANN, balanced thresholds, BPTT SNN) was built by exactly one of the two
+    # workers (not necessarily the same one: the lock is per entry); the other loaded it
+    for what in ("trained ANN", "balanced thresholds", "trained BPTT SNN"):
+        assert sum(m.startswith(what) for m in trained) == 1, (what, trained)
+    assert len(trained) == 3, trained
+    assert results[0]["cache_keys"] == results[1]["cache_keys"]
+    for kind in ("ann", "thresholds", "snn_bp"):
+        entries = [p for p in (cache / kind).iterdir() if p.is_dir()]
+        assert len(entries) == 1, (kind, entries)
+    assert not list(cache.rglob("*.tmp"))
+
+
+VOLATILE = {"wall_time_s", "timestamp_utc", "machine", "git_commit"}
+
+
+def _strip(obj):
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def _assert_same(a, b, where="results"):
+    if isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (where, a, b)
+    elif isinstance(a, dict):
+        assert sorted(a) == sorted(b), (where, sorted(a), sorted(b))
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+SMALL = ["-p", "n_train=128", "-p", "balance_images=16", "-p", "n_test=32",
+         "-p", "attack_images=8", "-p", "T_bp=6", "-p", "T_conv=12", "-p", "balance_T=16",
+         "-p", "device=cpu"]
+
+
+def test_smoke_notebooks_on_dask_match_the_local_executor(capsys, tmp_path, cluster, monkeypatch):
+    """The real notebooks 01_models and 07_summary: local executor vs 2 Dask workers."""
+    lc, _ = cluster
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")              # the Dask workers run 1 thread too
+    book = ROOT / "book"
+    runs = {}
+    for name, extra in (("local", []),
+                        ("dask", ["--executor", "dask", "--scheduler", lc.scheduler_address])):
+        d = tmp_path / name
+        argv = ["run", "--profile", "smoke", "--only", "01_models,07_summary", *SMALL,
+                "--book-dir", str(book), "--out-dir", str(d / "book"),
+                "--results-dir", str(d / "res"), "--cache-dir", str(d / "cache"), *extra]
+        rc = main(argv)
+        cap = capsys.readouterr()
+        assert rc == 0, cap.out[-3000:] + cap.err[-3000:]
+        runs[name] = (d, cap)
+    d, cap = runs["dask"]
+    assert "3 train" not in cap.out and "(2 train, 2 notebook)" in cap.out
+    assert "train seed 0: ok in" in cap.out and "train seed 1: ok in" in cap.out
+    # the notebook loaded what the train units had trained (nothing trained twice)
+    assert "01_models: ok in" in cap.out
+    assert "+2/2 train unit(s) ok" in cap.out
+    for nb in ("01_models", "07_summary"):
+        a = json.loads((tmp_path / "local" / "res" / f"{nb}.json").read_text())
+        b = json.loads((tmp_path / "dask" / "res" / f"{nb}.json").read_text())
+        _assert_same(_strip(a), _strip(b), nb)
+        assert (tmp_path / "dask" / "book" / f"{nb}.ipynb").is_file()
+    # the same trained models, under the same content keys, in both caches
+    for kind in ("ann", "thresholds", "snn_bp"):
+        keys = [sorted(p.name for p in (tmp_path / n / "cache" / kind).iterdir() if p.is_dir())
+                for n in ("local", "dask")]
+        assert keys[0] == keys[1] and len(keys[0]) == 2, (kind, keys)
+    assert os.environ.get("SNNLIB_CACHE") != str(tmp_path / "dask" / "cache")   # restored

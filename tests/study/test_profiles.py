@@ -1,0 +1,164 @@
+"""Tests of snnlib.profiles and snnlib/profiles.yaml."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from snnlib.study import profiles as P
+from snnlib.study.profiles import KNOWN_PARAMS, NOTEBOOKS, ProfileError, load_profile
+
+# what each profile must be, as invariants (not a copy of the file)
+FAITHFUL = dict(dataset="cifar10", arch="vgg5", leak_bp=0.99, threshold_scale_bp=0.7, pgd_alpha=2)
+
+
+def test_all_profiles_load_and_cover_every_notebook():
+    assert set(P.available_profiles()) == {"smoke", "laptop", "paper"}
+    for name in ("smoke", "laptop", "paper"):
+        prof = load_profile(name)
+        assert list(prof["notebooks"]) == list(NOTEBOOKS)
+        for nb, params in prof["notebooks"].items():
+            assert set(params) == set(P.COMMON_PARAMS) | set(P.NOTEBOOK_EXTRAS[nb])
+            for k, v in params.items():
+                assert KNOWN_PARAMS[k].validate(v) == v
+        assert all(v > 0 for v in prof["estimate_s"].values())
+
+
+def test_profile_values():
+    for name in ("smoke", "laptop", "paper"):
+        common = load_profile(name)["common"]
+        for k, v in FAITHFUL.items():      # the papers' setup is the default everywhere
+            assert common[k] == v, (name, k)
+        assert 8 in common["eps_list"], name  # the released code's default budget is always measured
+        assert len(set(common["model_seeds"])) >= 2
+    smoke = load_profile("smoke")
+    c = smoke["common"]
+    assert c["n_train"] <= 512 and c["n_test"] <= 128 and c["epochs_ann"] <= 1 and c["epochs_snn"] <= 1
+    assert max(smoke["estimate_s"].values()) <= 120
+    # VGG5's five spiking layers delay the output by 5 steps: every swept T must exceed it
+    for name in ("smoke", "laptop", "paper"):
+        nbs = load_profile(name)["notebooks"]
+        assert min(nbs["02_discretization"]["T_list"]) > 5, name
+        assert None in nbs["02_discretization"]["quant_bits"]
+        assert 1.0 in nbs["03_leak"]["leak_list"]
+        assert "linear" in nbs["06_gradient_masking"]["surrogates"]
+    laptop = load_profile("laptop")
+    assert laptop["common"]["data_source"] == "subset"
+    assert (laptop["common"]["n_train"], laptop["common"]["n_test"]) == (5438, 1017)
+    assert sum(laptop["estimate_s"].values()) <= 3 * 3600  # the reference run must fit in a 3-hour working session
+    paper = load_profile("paper")
+    assert paper["common"]["device"] == "cuda" and paper["common"]["T_bp"] == 175
+    assert paper["common"]["n_train"] == 50000 and paper["common"]["T_conv"] == 2000
+    assert paper["common"]["pgd_steps"] == 7 and {8, 16, 32} <= set(paper["common"]["eps_list"])
+
+
+def test_overrides_common_and_extras():
+    prof = load_profile("smoke", {"T_bp": 4, "T_list": [2], "leak_bp": 1})
+    assert all(p["T_bp"] == 4 for p in prof["notebooks"].values())
+    assert prof["common"]["T_bp"] == 4
+    assert prof["notebooks"]["02_discretization"]["T_list"] == [2]
+    assert "T_list" not in prof["notebooks"]["03_leak"]
+    assert prof["common"]["leak_bp"] == 1.0 and isinstance(prof["common"]["leak_bp"], float)
+    assert load_profile("smoke")["common"]["T_bp"] == 8       # no state leaks between loads
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"T_bp": 0}, ["'smoke'", "T_bp", "got 0", "integer >= 1"]),
+    ({"leak_bp": 1.5}, ["leak_bp", "1.5", "(0, 1]"]),
+    ({"eps_list": [8, 300]}, ["eps_list", "[0, 255]"]),
+    ({"model_seeds": [0]}, ["model_seeds", ">= 2"]),
+    ({"quant_bits": [None, 9]}, ["quant_bits", "1..8"]),
+    ({"device": "tpu"}, ["device", "'tpu'", "cpu"]),
+    ({"n_train": True}, ["n_train", "bool"]),
+    ({"surrogates": ["linear", "arctam"]}, ["surrogates", "arctam", "fast_sigmoid"]),
+    ({"surrogates": ["linear", "linear"]}, ["surrogates", "distinct"]),
+    ({"T_lst": [4]}, ["T_lst", "did you mean 'T_list'"]),
+    ({"profile": "x"}, ["set by the runner"]),
+    ({"attack_images": 1000}, ["attack_images", "n_test"]),
+])
+def test_bad_overrides(override, words):
+    with pytest.raises(ProfileError) as info:
+        load_profile("smoke", override)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_unknown_profile():
+    with pytest.raises(ProfileError, match="did you mean 'smoke'.*available: smoke, laptop"):
+        load_profile("smok")
+
+
+def _raw():
+    return yaml.safe_load(P.PROFILES_PATH.read_text())
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda r: r["profiles"]["laptop"]["common"].update(epochs=3),
+     ["'laptop'", "common.epochs", "unknown parameter"]),
+    (lambda r: r["profiles"]["laptop"]["common"].update(T_conv="64"),
+     ["'laptop'", "common.T_conv", "'64' (str)", "integer >= 1"]),
+    (lambda r: r["profiles"]["smoke"]["common"].update(n_test=8),
+     ["'smoke'", "attack_images=16 exceeds n_test=8"]),
+    (lambda r: r["profiles"]["smoke"]["common"].pop("arch"),
+     ["'smoke'", "missing parameter(s) arch"]),
+    (lambda r: r["profiles"]["smoke"]["notebooks"]["03_leak"].pop("leak_list"),
+     ["notebooks.03_leak", "missing parameter(s) leak_list"]),
+    (lambda r: r["profiles"]["smoke"]["notebooks"]["03_leak"].update(T_list=[4]),
+     ["notebooks.03_leak.T_list", "belongs to notebook(s) 02_discretization"]),
+    (lambda r: r["profiles"]["smoke"]["notebooks"].update(
+        {"08_extra": {}}), ["notebooks.08_extra", "unknown notebook"]),
+    (lambda r: r["profiles"]["smoke"].update(estimate=3), ["'estimate'", "did you mean"]),
+    (lambda r: r["profiles"]["paper"].update(estimate_s=-1), ["estimate_s", "-1"]),
+])
+def test_bad_profiles_file(tmp_path, mutate, words):
+    raw = _raw()
+    mutate(raw)
+    path = tmp_path / "profiles.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError) as info:
+        load_profile("smoke", path=path)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_every_parameter_in_yaml_has_a_comment():
+    keys = set(KNOWN_PARAMS)
+    for line in P.PROFILES_PATH.read_text().splitlines():
+        m = re.match(r"\s+(\w+):\s*\S", line)
+        if m and m.group(1) in keys:
+            assert "#" in line, f"no comment on: {line.strip()}"
+
+
+@pytest.mark.parametrize("name", ["02_discretization", "discretization", "02", "2",
+                                  "book/02_discretization.ipynb"])
+def test_resolve_notebook(name):
+    assert P.resolve_notebook(name) == "02_discretization"
+
+
+def test_resolve_notebook_unknown():
+    with pytest.raises(ValueError, match="valid: 01_models"):
+        P.resolve_notebook("discretisation_x")
+
+
+def test_parameters_cell_source_matches_smoke():
+    ns: dict = {}
+    exec(P.parameters_cell_source("06_gradient_masking"), ns)
+    params = P.notebook_params("smoke", "06_gradient_masking")
+    for k, v in params.items():
+        assert ns[k] == v
+    assert ns["profile"] == "smoke" and ns["results_dir"] == "results/smoke"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS)
+def test_parameters_cell_is_parsed_by_papermill(nb, caplog):
+    from papermill.translators import PythonTranslator
+
+    src = P.parameters_cell_source(nb)
+    found = PythonTranslator.inspect({"source": src})
+    assert "Unable to parse" not in caplog.text
+    assert {p.name for p in found} == {"profile", "results_dir",
+                                       *P.notebook_params("smoke", nb)}

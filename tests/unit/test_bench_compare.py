@@ -1,0 +1,91 @@
+"""snnlib vs snnTorch vs SpikingJelly: the comparison's twins compute the same network (issue #8).
+
+The equivalence tests need the optional packages (requirements-compare.txt) and skip cleanly without them; the
+last two tests check that ``python -m snnlib.bench --compare`` without them exits with a clear message.
+"""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+
+def _check(system, **kw):
+    from snnlib.bench.compare import check_equivalence
+    return check_equivalence(batch=2, T=6, seed=0, systems=("snnlib", system), **kw)
+
+
+@pytest.mark.parametrize("system, module", [("snntorch", "snntorch"),
+                                            ("spikingjelly", "spikingjelly.activation_based")])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_twin_matches_snnlib(system, module, channels_last):
+    pytest.importorskip(module)
+    r = _check(system, channels_last=channels_last)
+    ref, other = r["systems"]["snnlib"], r["systems"][system]
+    assert all(c > 0 for c in ref["counts"][:3]), ref["counts"]  # the conv layers spike
+    assert other["allclose"], other["max_abs_diff"]
+    assert other["counts_equal"], (ref["counts"], other["counts"])
+    assert other["train_logits_allclose"]  # the training-mode path computes the same forward
+    assert other["grad_allclose"], other["grad_rel_diff"]  # same surrogate, detached reset: same BPTT gradient
+    assert r["ok"]
+
+
+def test_snntorch_twin_layers_share_the_snnlib_weights():
+    pytest.importorskip("snntorch")
+    pytest.importorskip("spikingjelly.activation_based")
+    from snnlib.bench.compare import build_systems
+    from snnlib.models import build_ann
+    net = build_ann("vgg5", seed=3)
+    ms = build_systems(net, [1.0] * 5, 0.99, T=4)
+    w = net.features[0].weight
+    assert torch.equal(ms["snntorch"].conv1.weight, w) and ms["snntorch"].conv1.weight is not w
+    assert torch.equal(ms["spikingjelly"].body[0].weight, w)
+    assert torch.equal(ms["snnlib"].net.output.weight, net.output.weight)
+
+
+def test_linear_spike_surrogate_matches_snnlib():
+    from snnlib.bench.compare import LinearSpike
+    from snnlib.neurons import get_surrogate
+    th = 1.7
+    u = torch.linspace(-1.0, 5.0, 301, dtype=torch.float64, requires_grad=True)
+    s1 = LinearSpike.apply(u - th, th, 0.3)
+    s1.sum().backward()
+    g1 = u.grad.clone()
+    u.grad = None
+    s2 = get_surrogate("linear")(u / th - 1.0)
+    s2.sum().backward()
+    assert torch.equal(s1, s2)
+    assert torch.allclose(g1, u.grad)
+
+
+_HIDE = textwrap.dedent("""
+    import sys
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split('.')[0] in ('snntorch', 'spikingjelly'):
+                raise ModuleNotFoundError('blocked for the test: ' + name, name=name)
+            return None
+    sys.meta_path.insert(0, _Block())
+""")
+
+
+def test_compare_without_packages_exits_with_install_hint():
+    code = _HIDE + "from snnlib.bench.throughput import main\nsys.exit(main(['--compare']))\n"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "requirements-compare.txt" in p.stderr and "snntorch" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_require_packages_raises_compare_unavailable():
+    code = _HIDE + textwrap.dedent("""
+        from snnlib.bench.compare import CompareUnavailable, require_packages
+        try:
+            require_packages()
+        except CompareUnavailable as exc:
+            print('OK', exc)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("OK") and "pip install -r requirements-compare.txt" in p.stdout
