@@ -29,11 +29,14 @@ import torch
 
 __all__ = [
     "DataError", "Split", "load", "default_indices", "to_float", "batches", "augment",
-    "resolve_data_dir", "full_copy_available", "subset_size", "SUBSET_DIR",
+    "resolve_data_dir", "full_copy_available", "subset_size", "SUBSET_DIR", "SUBSET_ENV_VAR",
 ]
 
-#: Folder holding the shipped subsets (``<repo>/data``).
-SUBSET_DIR = Path(__file__).resolve().parent.parent / "data"
+#: Environment variable naming the folder of the shipped subsets (for an installed, non-editable snnlib).
+SUBSET_ENV_VAR = "SNNLIB_SUBSET_DIR"
+#: Folder holding the shipped subsets: ``$SNNLIB_SUBSET_DIR`` if set, else ``<repo>/data`` (the checkout
+#: snnlib runs from; ``pip install -e .`` keeps that link).
+SUBSET_DIR = Path(os.environ.get(SUBSET_ENV_VAR) or Path(__file__).resolve().parent.parent / "data").expanduser()
 ENV_VAR = "SNNLIB_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.cache/snnlib/data")
 
@@ -157,7 +160,8 @@ def _subset_arrays(key: str, split: str):
     path = SUBSET_DIR / spec["npz"]
     if not path.is_file():
         raise DataError(f"shipped {spec['title']} subset not found at {path}; restore it from the repository "
-                        f"(git checkout -- data/) or use a full copy with source=\"torchvision\"")
+                        f"(git checkout -- data/), point ${SUBSET_ENV_VAR} at a checkout's data/ folder (needed when "
+                        f"snnlib is installed without -e), or use a full copy with source=\"torchvision\"")
     try:
         with np.load(path, allow_pickle=False) as z:
             x = np.ascontiguousarray(z[f"x_{split}"])

@@ -252,3 +252,26 @@ def test_torchvision_corrupt_copy_is_dataerror(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         data.load("cifar100", "test", source="torchvision", data_dir=tmp_path)
     assert "cifar-100-python" in str(e.value) and "subset" in str(e.value)
+
+
+def test_subset_dir_from_environment_for_installed_packages(tmp_path):
+    """SNNLIB_SUBSET_DIR points an installed (non-editable) snnlib at a checkout's data/ folder; a wrong folder
+    gives an error that names the variable."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo_data = Path(__file__).resolve().parents[2] / "data"
+    copy = tmp_path / "data"
+    shutil.copytree(repo_data / "cifar100-prefix-subset", copy / "cifar100-prefix-subset")
+    code = ("from snnlib import data; s = data.load('cifar100', 'test', n=5, source='subset'); "
+            "print(data.SUBSET_DIR, len(s))")
+    ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env={**os.environ, "SNNLIB_SUBSET_DIR": str(copy)})
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == [str(copy), "5"]
+    bad = subprocess.run([sys.executable, "-c", code.replace("cifar100", "cifar10")], capture_output=True,
+                         text=True, env={**os.environ, "SNNLIB_SUBSET_DIR": str(copy)})
+    assert bad.returncode != 0 and "SNNLIB_SUBSET_DIR" in bad.stderr and "Traceback" in bad.stderr
