@@ -1,9 +1,12 @@
 import json
-import math
 
+import numpy as np
 import pytest
+import torch
+from scipy import stats as sps
 
-from snnlib.stats import Accuracy, accuracy_from_counts, betainc, clopper_pearson
+from snnlib.stats import (AboveChance, Accuracy, Interval, above_chance, accuracy_from_counts, accuracy_from_outcomes,
+                          clopper_pearson)
 
 
 @pytest.mark.parametrize("n", [1, 7, 100, 1017])
@@ -28,10 +31,22 @@ def test_tabulated_values(k, n, ref):
     assert hi == pytest.approx(ref[1], abs=1e-6)
 
 
-def test_betainc_known_values():
-    assert betainc(1, 1, 0.3) == pytest.approx(0.3, abs=1e-14)          # uniform
-    assert betainc(2, 3, 0.4) == pytest.approx(0.5248, abs=1e-12)       # 1 - sum binom(4,j) .4^j .6^(4-j), j<2
-    assert betainc(3, 2, 0.6) == pytest.approx(1 - betainc(2, 3, 0.4), abs=1e-14)
+@pytest.mark.parametrize("k,n", [(1, 3), (5, 10), (37, 50), (682, 925), (9999, 10000)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_endpoints_solve_the_defining_tail_equations(k, n, confidence):
+    # Clopper-Pearson: P(X >= k | p = low) = alpha/2 and P(X <= k | p = high) = alpha/2, X ~ Binomial(n, p)
+    alpha = 1 - confidence
+    lo, hi = clopper_pearson(k, n, confidence)
+    assert sps.binom.sf(k - 1, n, lo) == pytest.approx(alpha / 2, rel=1e-8)
+    assert sps.binom.cdf(k, n, hi) == pytest.approx(alpha / 2, rel=1e-8)
+    ref = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-10)
+
+
+def test_interval_is_a_tuple_with_a_dict():
+    iv = clopper_pearson(5, 10)
+    assert isinstance(iv, Interval) and isinstance(iv, tuple) and iv == (iv.low, iv.high)
+    assert json.loads(json.dumps(iv.to_dict())) == {"low": iv.low, "high": iv.high}
 
 
 def test_interval_contains_estimate_and_narrows():
@@ -64,3 +79,41 @@ def test_accuracy_object():
     assert d["low"] < d["value"] < d["high"]
     with pytest.raises(ValueError):
         accuracy_from_counts(5, 3)
+
+
+def test_accuracy_from_outcomes_matches_counts_for_numpy_torch_and_lists():
+    correct = np.array([1, 0, 1, 1, 0, 1, 1], dtype=bool)
+    ref = accuracy_from_counts(5, 7)
+    assert accuracy_from_outcomes(correct) == ref
+    assert accuracy_from_outcomes(torch.from_numpy(correct)) == ref
+    assert accuracy_from_outcomes([1, 0, 1, 1, 0, 1, 1]) == ref
+
+
+@pytest.mark.parametrize("bad,match", [(np.array([0.0, 1.0]), "dtype"), (np.array([0, 2]), "only 0 and 1"),
+                                       (np.zeros((2, 2), bool), "shape"), (np.zeros(0, bool), "empty")])
+def test_accuracy_from_outcomes_rejects_bad_outcomes(bad, match):
+    with pytest.raises(ValueError, match=match):
+        accuracy_from_outcomes(bad)
+
+
+def test_above_chance_is_the_exact_upper_tail():
+    for k, n, chance in [(15, 100, 0.1), (20, 100, 0.1), (3, 10, 0.1), (0, 10, 0.1), (130, 1017, 0.1)]:
+        res = above_chance(k, n, chance)
+        assert isinstance(res, AboveChance)
+        # brute force: P(X >= k) by summing the binomial pmf
+        tail = sum(sps.binom.pmf(j, n, chance) for j in range(k, n + 1))
+        assert res.p_value == pytest.approx(tail, rel=1e-9)
+        assert res.above == (tail < 0.05)
+    assert not above_chance(15, 100, 0.1).above      # 15 % on 100 images: p = 0.073
+    assert above_chance(20, 100, 0.1).above          # 20 %: p = 0.0020
+    assert not above_chance(10, 100, 0.1).above      # exactly chance is never above it
+    d = above_chance(20, 100, 0.1).to_dict()
+    assert json.loads(json.dumps(d)) == d and d["chance"] == 0.1
+
+
+@pytest.mark.parametrize("args,match", [((5, 3, 0.1), "k must satisfy"), ((1, 10, 0.0), "chance"),
+                                        ((1, 10, 1.0), "chance"), ((1, 10, 0.1, 0.0), "alpha"),
+                                        ((1.0, 10, 0.1), "k must be an integer")])
+def test_above_chance_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        above_chance(*args)
