@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
-from .neurons import Surrogate, multistep_forward, check_neuron_args, get_surrogate, lif_multistep
+from .neurons import LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate
 
-__all__ = ["ARCHS", "VGG", "SpikingVGG", "build_ann", "check_arch"]
+__all__ = ["ARCHS", "LAYOUTS", "VGG", "SpikingVGG", "build_ann", "check_arch", "round_thresholds"]
 
 # feature configs: int = 3x3 conv (pad 1, no bias) + activation, "A" = 2x2 average pool, "D" = dropout
 ARCHS: Dict[str, dict] = {
@@ -175,52 +175,196 @@ def _per_frame(m: nn.Module, h: Tensor, channels_last: bool = False) -> Tensor:
     return _unfold(m(inp), h.shape[0])
 
 
+#: convolution memory layouts of SpikingVGG: "nhwc" (channels-last, fast on CPUs) | "nchw" (the released code's)
+LAYOUTS = ("nhwc", "nchw")
+
+
+def round_thresholds(thresholds: Sequence[float], decimals: Optional[int] = 2) -> List[float]:
+    """Thresholds rounded to ``decimals`` as the released code stores them, never below ``10**-decimals`` (so none
+    becomes 0); ``decimals=None`` leaves them unchanged.  Returns plain floats."""
+    if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0):
+        raise ValueError(f"threshold decimals must be None or an int >= 0, got {decimals!r}")
+    out = [float(t) for t in thresholds]
+    if decimals is not None:
+        out = [max(round(t, decimals), 10.0 ** -decimals) for t in out]
+    return out
+
+
 class SpikingVGG(nn.Module):
     """The SNN twin of a ``VGG``: shares its weights (``self.net is net``).
 
-    thresholds: one firing threshold per spiking layer (``net.num_spiking`` values);
+    thresholds: one firing threshold per spiking layer (``net.num_spiking`` values, > 0; one per layer, as the released
+        code: per-channel thresholds are refused); kept as the buffer ``thresholds`` (num_spiking,);
     T: timesteps; leak: lambda in (0, 1] (1.0 = IF for the converted SNN, 0.99 = LIF for the BPTT SNN);
     encoder: PoissonEncoder (default, seed 0) or DirectEncoder; surrogate: registry name or Surrogate;
     reset: "subtract" | "zero"; delay: the released code's one-step-per-layer delay;
-    time_chunk: under no_grad, simulate at most this many steps at once (memory bound for large T).
-    forward(x (B, 3, 32, 32) in [0, 1]) -> logits (B, C) = output membrane after T steps / T.
+    time_chunk: under no_grad, simulate at most this many steps at once (memory bound for large T);
+    layout: "nhwc" (default: channels-last convolutions, ~1.4x faster on CPUs) or "nchw" (faithful: the released
+        code's layout and summation order; the two differ by float rounding, which can flip a spike whose membrane
+        lands within rounding of its threshold);
+    threshold_decimals: round the thresholds to this many decimals as the released code stores them (2), also when
+        set later (None = as given);
+    lif_backend: compute backend of the neurons' loop, "auto" | "eager" | "compile" (speed only; None =
+        ``snnlib.neurons.get_lif_backend()`` at construction).
+    The spiking layers are ``LIF`` modules, ``self.neurons[i]`` (i = 0 .. num_spiking-1), each called once per
+    simulated piece of the sequence with currents (n, B, ...) and returning (spikes (n, B, ...), state): forward hooks
+    on them see the spikes.  Their thresholds are views of ``self.thresholds``.
+    ``dropout_generator``: None (default: dropout masks from the global RNG) or a torch.Generator (CPU) they are drawn
+    with.  forward(x (B, 3, 32, 32) in [0, 1]) -> logits (B, C) = output membrane after T steps / T.
     """
 
     def __init__(self, net: VGG, thresholds: Sequence[float], T: int, leak: float = 1.0,
                  encoder: Optional[nn.Module] = None, surrogate: Union[str, Surrogate] = "linear",
-                 reset: str = "subtract", delay: bool = True, time_chunk: Optional[int] = None):
+                 reset: str = "subtract", delay: bool = True, time_chunk: Optional[int] = None,
+                 layout: str = "nhwc", threshold_decimals: Optional[int] = None, lif_backend: Optional[str] = None):
         super().__init__()
         if not isinstance(net, VGG):
             raise TypeError(f"SpikingVGG wraps a snnlib VGG, got {type(net).__name__}")
         self.net = net
         check_neuron_args(leak, reset)
         self.T = check_timesteps(T)
-        self.leak = float(leak)
-        self.surrogate = get_surrogate(surrogate)
-        self.reset, self.delay = reset, bool(delay)
         self.encoder = encoder if encoder is not None else PoissonEncoder(seed=0)
         if time_chunk is not None and (isinstance(time_chunk, bool) or not isinstance(time_chunk, int)
                                        or time_chunk < 1):
             raise ValueError(f"time_chunk must be None or an int >= 1 (timesteps simulated at once), got {time_chunk!r}")
         self.time_chunk = time_chunk
-        self.channels_last = True  # NHWC convolutions on the CPU are ~1.4x faster (reference/toolchain.md 4.3)
-        self.register_buffer("thresholds", torch.zeros(net.num_spiking))
+        self.layout = layout
+        round_thresholds([], threshold_decimals)  # validates
+        self.threshold_decimals = threshold_decimals
+        backend, sg = check_lif_backend(lif_backend), get_surrogate(surrogate)
+        self.register_buffer("thresholds", torch.ones(net.num_spiking))
+        self.neurons = nn.ModuleList(LIF(1.0, leak, sg, reset, delay, backend) for _ in range(net.num_spiking))
+        self._share_thresholds()
         self.set_thresholds(thresholds)
         self.capture_first_current = False  # Algorithm 1: keep the first layer's input current and its gradient
         self.first_current: Optional[Tensor] = None
         self.record = False
         self.last_rates: List[Tensor] = []
+        self.dropout_generator: Optional[torch.Generator] = None
 
+    # ---------------------------------------------------------------- settings shared by all spiking layers
+    @property
+    def layout(self) -> str:
+        return self._layout
+
+    @layout.setter
+    def layout(self, value: str) -> None:
+        if value not in LAYOUTS:
+            raise ValueError(f"unknown layout {value!r}; choose 'nhwc' (channels-last, fast) or 'nchw' (the released "
+                             f"code's, faithful)")
+        self._layout = value
+
+    @property
+    def channels_last(self) -> bool:
+        """True for the "nhwc" layout (the setter switches between "nhwc" and "nchw")."""
+        return self.layout == "nhwc"
+
+    @channels_last.setter
+    def channels_last(self, value: bool) -> None:
+        self.layout = "nhwc" if value else "nchw"
+
+    @property
+    def leak(self) -> float:
+        return self.neurons[0].leak
+
+    @leak.setter
+    def leak(self, value: float) -> None:
+        check_neuron_args(value)
+        for n in self.neurons:
+            n.leak = float(value)
+
+    @property
+    def surrogate(self) -> Surrogate:
+        return self.neurons[0].surrogate
+
+    @surrogate.setter
+    def surrogate(self, value: Union[str, Surrogate]) -> None:
+        sg = get_surrogate(value)
+        for n in self.neurons:
+            n.surrogate = sg
+
+    @property
+    def reset(self) -> str:
+        return self.neurons[0].reset
+
+    @reset.setter
+    def reset(self, value: str) -> None:
+        check_neuron_args(1.0, value)
+        for n in self.neurons:
+            n.reset = value
+
+    @property
+    def delay(self) -> bool:
+        return self.neurons[0].delay
+
+    @delay.setter
+    def delay(self, value: bool) -> None:
+        for n in self.neurons:
+            n.delay = bool(value)
+
+    @property
+    def lif_backend(self) -> str:
+        return self.neurons[0].backend
+
+    @lif_backend.setter
+    def lif_backend(self, value: Optional[str]) -> None:
+        backend = check_lif_backend(value)
+        for n in self.neurons:
+            n.backend = backend
+
+    # ---------------------------------------------------------------- thresholds
     def set_thresholds(self, thresholds: Sequence[float]) -> None:
-        th = torch.as_tensor(thresholds, dtype=torch.float32).flatten()
+        """Set the ``num_spiking`` per-layer thresholds (> 0; rounded to ``threshold_decimals`` when set); the neurons
+        see them at once (their thresholds are views of ``self.thresholds``)."""
+        try:
+            th = torch.as_tensor(thresholds, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"SpikingVGG takes one threshold per spiking layer ({self.net.num_spiking} numbers); "
+                             f"per-channel thresholds are not supported here (they are in snnlib.neurons.LIF). "
+                             f"Got {thresholds!r:.200}") from exc
+        if th.dim() > 1:
+            raise ValueError(f"SpikingVGG takes one threshold per spiking layer ({self.net.num_spiking} numbers), got "
+                             f"a tensor of shape {tuple(th.shape)}; per-channel thresholds are not supported here "
+                             f"(they are in snnlib.neurons.LIF)")
+        th = th.flatten()
         if th.numel() != self.net.num_spiking:
             raise ValueError(f"{self.net.arch} has {self.net.num_spiking} spiking layers, got {th.numel()} thresholds")
-        if not torch.all(th > 0):
-            raise ValueError(f"thresholds must be > 0, got {th.tolist()}")
+        if not bool(torch.all(torch.isfinite(th) & (th > 0))):
+            raise ValueError(f"thresholds must be > 0 and finite, got {th.tolist()}")
+        if self.threshold_decimals is not None:
+            th = torch.tensor(round_thresholds(th.tolist(), self.threshold_decimals), dtype=torch.float32)
         self.thresholds.copy_(th.to(self.thresholds.device))
 
+    def _share_thresholds(self) -> None:
+        """Make each neuron's threshold the view ``self.thresholds[i]``."""
+        for i, n in enumerate(self.neurons):
+            n.share_threshold(self.thresholds[i])
+
+    def _check_neuron_thresholds(self) -> None:
+        """Refuse a neuron whose threshold was replaced instead of set in place (e.g. by a per-channel one)."""
+        base = self.thresholds
+        for i, n in enumerate(self.neurons):
+            th = n.threshold
+            if th.dim() != 0 or th.data_ptr() != base[i].data_ptr():
+                raise ValueError(
+                    f"SpikingVGG keeps one threshold per spiking layer in snn.thresholds, but "
+                    f"snn.neurons[{i}].threshold was replaced by a tensor of shape {tuple(th.shape)}; per-channel "
+                    f"thresholds are not supported by SpikingVGG: set thresholds with snn.set_thresholds([...]) or "
+                    f"snn.neurons[i].set_threshold(number)")
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "thresholds" and "neurons" in self.__dict__.get("_modules", {}):  # the buffer itself was replaced
+            self._share_thresholds()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)  # .to() / .double() / .cuda() convert each buffer on its own
+        self._share_thresholds()
+        return out
+
+    # ---------------------------------------------------------------- simulation
     def _lif(self, current: Tensor, i: int) -> Tensor:
-        return lif_multistep(current, self.thresholds[i], self.leak, self.surrogate, self.reset, self.delay)
+        return self.neurons[i](current)[0]
 
     def run(self, seq: Tensor, masks: Optional[List[Tensor]] = None) -> Tensor:
         """Simulate the spiking layers on an input sequence (T, B, 3, 32, 32); returns the summed output current (B, C).
@@ -232,7 +376,8 @@ class SpikingVGG(nn.Module):
         T = seq.shape[0]
         if self._inference_only():
             chunk = min(self.time_chunk or T, T)
-            return self._run_chunks((seq[i:i + chunk] for i in range(0, T, chunk)), masks)
+            return self.run_pieces((seq[i:i + chunk] for i in range(0, T, chunk)), masks)
+        self._check_neuron_thresholds()
         rates = []
 
         def spike(cur: Tensor, i: int) -> Tensor:
@@ -250,9 +395,20 @@ class SpikingVGG(nn.Module):
         return self.net.output(h.sum(0))
 
     def dropout_masks(self, x: Tensor) -> Optional[List[Tensor]]:
-        """One mask per dropout layer, drawn once per forward call (global RNG) and fixed over time."""
+        """One mask per dropout layer, drawn once per forward call and fixed over time (None in eval mode).
+
+        Drawn from ``self.dropout_generator`` (on the CPU, then moved to x's device) when it is set, else from the
+        global RNG on x's device.  x: the pixels (B, 3, H, W); masks (B, C, H', W') or (B, F), values 0 or 1/(1-p).
+        """
         if not self.training:
             return None
+        gen = self.dropout_generator
+
+        def keep_mask(shape, p):
+            if gen is None:
+                return torch.bernoulli(torch.full(shape, 1 - p, device=x.device))
+            return torch.bernoulli(torch.full(shape, 1 - p), generator=gen).to(x.device)
+
         masks, size, c = [], x.shape[-1], x.shape[1]
         for m in self.net.features:
             if isinstance(m, nn.Conv2d):
@@ -261,12 +417,12 @@ class SpikingVGG(nn.Module):
                 size //= 2
             elif isinstance(m, nn.Dropout):
                 p = m.p
-                keep = torch.bernoulli(torch.full((x.shape[0], c, size, size), 1 - p, device=x.device))
+                keep = keep_mask((x.shape[0], c, size, size), p)
                 masks.append(keep / (1 - p) if p > 0 else keep)
         if self.net.fc_dropout_p > 0:
             p = self.net.fc_dropout_p
             for lin in self.net.classifier:
-                keep = torch.bernoulli(torch.full((x.shape[0], lin.out_features), 1 - p, device=x.device))
+                keep = keep_mask((x.shape[0], lin.out_features), p)
                 masks.append(keep / (1 - p))
         return masks
 
@@ -292,16 +448,24 @@ class SpikingVGG(nn.Module):
                 yield self.encoder(x, n)
                 done += n
 
-        return self._run_chunks(pieces(), masks) / T
+        return self.run_pieces(pieces(), masks) / T
 
     @torch.no_grad()
-    def _run_chunks(self, pieces, masks) -> Tensor:
-        """Simulate consecutive pieces (n, B, ...) of one input sequence, carrying the membranes; summed output current."""
-        states: Dict[int, Tensor] = {}
+    def run_pieces(self, pieces: Iterable[Tensor], masks: Optional[List[Tensor]] = None,
+                   on_layer: Optional[Callable[[int, Tensor, Tensor], None]] = None) -> Tensor:
+        """Simulate consecutive pieces (n, B, 3, 32, 32) of one input sequence without a graph, the membranes carried
+        from piece to piece; returns the summed output current (B, C) (divide by T for the logits).
+
+        on_layer(i, current, spikes): called for spiking layer i with its input current and output spikes of each
+        piece, (n, B, ...) each; without it the spikes are written over the currents (one tensor per layer).
+        """
+        self._check_neuron_thresholds()
+        states: Dict[int, LIFState] = {}
 
         def spike(cur: Tensor, i: int) -> Tensor:
-            s, states[i], _ = multistep_forward(cur, self.thresholds[i], self.leak, self.reset, self.delay,
-                                            states.get(i), keep_v=False, inplace=True)
+            s, states[i] = self.neurons[i](cur, states.get(i), inplace=on_layer is None)
+            if on_layer is not None:
+                on_layer(i, cur, s)
             return s
 
         total = None
@@ -312,17 +476,27 @@ class SpikingVGG(nn.Module):
 
     def config(self) -> dict:
         enc = self.encoder
-        return dict(net=self.net.config(), T=self.T, leak=self.leak, thresholds=[round(float(t), 6) for t in self.thresholds],
-                    surrogate=self.surrogate.name, surrogate_width=self.surrogate.width, reset=self.reset,
-                    delay=self.delay, encoder=getattr(enc, "kind", type(enc).__name__),
-                    encoder_bits=getattr(enc, "bits", None), encoder_grad=getattr(enc, "grad", None))
+        out = dict(net=self.net.config(), T=self.T, leak=self.leak,
+                   thresholds=[round(float(t), 6) for t in self.thresholds],
+                   surrogate=self.surrogate.name, surrogate_width=self.surrogate.width, reset=self.reset,
+                   delay=self.delay, encoder=getattr(enc, "kind", type(enc).__name__),
+                   encoder_bits=getattr(enc, "bits", None), encoder_grad=getattr(enc, "grad", None))
+        # settings added later appear only when not at their default, so earlier configurations keep their keys
+        if self.layout != "nhwc":
+            out["layout"] = self.layout
+        if self.threshold_decimals is not None:
+            out["threshold_decimals"] = self.threshold_decimals
+        return out
 
     def twin(self, **changes) -> "SpikingVGG":
-        """A SpikingVGG over the same weights with some settings changed (T, leak, encoder, surrogate, ...)."""
+        """A SpikingVGG over the same weights with some settings changed (T, leak, encoder, surrogate, layout, ...);
+        the encoder and the dropout generator are copies (same state, drawn independently from then on)."""
         kw = dict(net=self.net, thresholds=self.thresholds.tolist(), T=self.T, leak=self.leak,
                   encoder=copy.deepcopy(self.encoder), surrogate=self.surrogate, reset=self.reset,
-                  delay=self.delay, time_chunk=self.time_chunk)
+                  delay=self.delay, time_chunk=self.time_chunk, layout=self.layout,
+                  threshold_decimals=self.threshold_decimals, lif_backend=self.lif_backend)
         kw.update(changes)
         out = SpikingVGG(**kw)
+        out.dropout_generator = copy.deepcopy(self.dropout_generator)
         out.train(self.training)
         return out

@@ -18,7 +18,7 @@ def images():
     return to_float(load("cifar10", "train", n=4, source="subset").images)
 
 
-def brute_force_thresholds(net, x, T, seed=0):
+def brute_force_thresholds(net, x, T, seed=0, channels_last=True):
     """Layer l's threshold = max input current when layers < l run as IF neurons with their balanced thresholds;
     each layer's pass uses a fresh Poisson encoder seeded ``seed + l`` (as balance_thresholds documents)."""
     th = []
@@ -28,7 +28,10 @@ def brute_force_thresholds(net, x, T, seed=0):
         li, peak = 0, None
         for m in list(net.features) + [nn.Flatten(2)] + list(net.classifier):
             if isinstance(m, nn.Conv2d):
-                cur = m(h.flatten(0, 1).contiguous(memory_format=torch.channels_last)).unflatten(0, (T, -1))
+                inp = h.flatten(0, 1)
+                if channels_last:
+                    inp = inp.contiguous(memory_format=torch.channels_last)
+                cur = m(inp).unflatten(0, (T, -1))
             elif isinstance(m, nn.Linear):
                 cur = m(h)
             elif isinstance(m, nn.AvgPool2d):
@@ -74,12 +77,22 @@ def test_balance_chunking_does_not_change_result(images, balanced):
     assert balance_thresholds(net, images, T_BAL, seed=3, time_chunk=5) == pytest.approx(got, rel=1e-6)
 
 
+@torch.no_grad()
+def test_balance_in_the_released_layout_equals_brute_force(images, balanced):
+    net, _ = balanced
+    got = balance_thresholds(net, images, T_BAL, seed=3, layout="nchw", lif_backend="eager")
+    ref = brute_force_thresholds(net.eval(), images, T_BAL, seed=3, channels_last=False)
+    assert got == pytest.approx(ref, rel=1e-6)
+
+
 def test_balance_bad_inputs():
     net = build_ann("vgg5")
     with pytest.raises(ValueError, match="images must be"):
         balance_thresholds(net, torch.rand(2, 1, 32, 32), 4)
     with pytest.raises(ValueError, match="T \\(timesteps\\)"):
         balance_thresholds(net, torch.rand(2, 3, 32, 32), 0)
+    with pytest.raises(ValueError, match="unknown layout"):
+        balance_thresholds(net, torch.rand(2, 3, 32, 32), 4, layout="channels_last")
 
 
 def test_scale_thresholds_released_model_1():
@@ -90,6 +103,15 @@ def test_scale_thresholds_released_model_1():
     assert scale_thresholds([1.23456], 1.0, decimals=None) == [1.23456]
     with pytest.raises(ValueError, match="scale"):
         scale_thresholds(released, 0.0)
+
+
+def test_one_rounding_rule_for_convert_and_spikingvgg():
+    """SpikingVGG(threshold_decimals=2) applies the same rounding as scale_thresholds (the released code's)."""
+    raw = [14.5349, 1.8831, 1.631, 0.196, 0.0004]
+    snn = SpikingVGG(build_ann("vgg5"), [t * 0.7 for t in raw], T=4, threshold_decimals=2)
+    expected = scale_thresholds(raw, 0.7, decimals=2)
+    assert expected == [10.17, 1.32, 1.14, 0.14, 0.01]
+    assert snn.thresholds.tolist() == pytest.approx(expected, abs=1e-6)
 
 
 def test_convert_builds_if_snn_over_same_weights(images, balanced):

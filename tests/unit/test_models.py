@@ -278,25 +278,34 @@ def test_compiled_lif_backend_is_bit_identical():
     x = (torch.randn(6, 2, 8, 5, 5) * 0.6 + 0.3).contiguous()
     w = torch.randn_like(x)
     out = {}
-    old = neurons.get_lif_backend()
-    try:
-        for backend in ("eager", "compile"):
-            neurons.set_lif_backend(backend)
-            xx = x.clone().requires_grad_()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                s = lif_multistep(xx, 0.7, 0.9)
-                (g,) = torch.autograd.grad((s * w).sum(), xx)
-            out[backend] = (s.detach(), g)
-    finally:
-        neurons.set_lif_backend(old)
+    for backend in ("eager", "compile"):
+        xx = x.clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = lif_multistep(xx, 0.7, 0.9, backend=backend)
+            (g,) = torch.autograd.grad((s * w).sum(), xx)
+        out[backend] = (s.detach(), g)
     if neurons._compile_broken is not None:
         pytest.skip(f"torch.compile unavailable here: {neurons._compile_broken[:200]}")
     assert torch.equal(out["eager"][0], out["compile"][0])
     assert torch.equal(out["eager"][1], out["compile"][1])
     assert out["eager"][1].abs().sum() > 0
     with pytest.raises(ValueError, match="unknown LIF backend"):
-        neurons.set_lif_backend("fast")
+        lif_multistep(x, 0.7, 0.9, backend="fast")
+    # per-channel thresholds, channels-last currents, an initial state and the final state used downstream
+    from snnlib.neurons import LIFParameters, LIFState, lif_sequence
+    xc = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (6, 2))
+    u0 = torch.rand(2, 8, 5, 5, generator=torch.Generator().manual_seed(1))
+    params = LIFParameters(torch.linspace(0.3, 1.2, 8), 0.9)
+    res = {}
+    for backend in ("eager", "compile"):
+        xx, uu = xc.clone().requires_grad_(), u0.clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s, st = lif_sequence(xx, LIFState(uu), params, backend=backend)
+            grads = torch.autograd.grad((s * w).sum() + st.u.sum(), (xx, uu))
+        res[backend] = (s.detach(), st.u.detach()) + grads
+    assert all(torch.equal(a, b) for a, b in zip(res["eager"], res["compile"]))
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch):
@@ -310,14 +319,184 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken)
     monkeypatch.setattr(neurons, "_compiled", {})
     monkeypatch.setattr(neurons, "_compile_broken", None)
-    monkeypatch.setattr(neurons, "_backend", "compile")
     x = (torch.randn(5, 2, 3) + 0.5).requires_grad_()
     with pytest.warns(RuntimeWarning, match="falls? back|eager"):
-        s = lif_multistep(x, 0.8, 0.9)
+        s = lif_multistep(x, 0.8, 0.9, backend="compile")
     (g,) = torch.autograd.grad(s.sum(), x)
     assert neurons._compile_broken is not None
-    monkeypatch.setattr(neurons, "_backend", "eager")
     x2 = x.detach().clone().requires_grad_()
-    s2 = lif_multistep(x2, 0.8, 0.9)
+    s2 = lif_multistep(x2, 0.8, 0.9, backend="eager")
     (g2,) = torch.autograd.grad(s2.sum(), x2)
     assert torch.equal(s, s2) and torch.equal(g, g2)
+
+
+# ------------------------------------------------------------------ neurons as modules
+TH5 = [1.0, 0.5, 0.5, 0.2, 0.2]
+
+
+def test_spiking_layers_are_registered_lif_modules(vgg5):
+    from snnlib.neurons import LIF
+    snn = SpikingVGG(vgg5, TH5, T=4, leak=0.97, surrogate="arctan", reset="zero")
+    names = [n for n, m in snn.named_modules() if isinstance(m, LIF)]
+    assert names == [f"neurons.{i}" for i in range(5)]
+    assert all(n.leak == 0.97 and n.reset == "zero" and n.surrogate.name == "arctan" for n in snn.neurons)
+    # the state_dict is unchanged by the neuron modules (their thresholds are views of snn.thresholds)
+    assert not any(k.startswith("neurons.") for k in snn.state_dict())
+    snn.leak = 0.9
+    snn.surrogate = "linear"
+    assert all(n.leak == 0.9 and n.surrogate.name == "linear" for n in snn.neurons)
+    with pytest.raises(ValueError, match="leak must be in"):
+        snn.leak = 1.5
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_forward_hook_on_a_spiking_layer_sees_its_spikes(vgg5, grad):
+    snn = SpikingVGG(vgg5, TH5, T=7).eval()
+    x = _x(2)
+    seen = {}
+
+    def hook(mod, inp, out):
+        seen.setdefault("out", []).append(out[0].detach().clone())
+        seen["state_shape"] = tuple(out[1].u.shape)
+
+    h = snn.neurons[1].register_forward_hook(hook)
+    try:
+        with torch.set_grad_enabled(grad):
+            snn(x)
+    finally:
+        h.remove()
+    (s,) = seen["out"]
+    assert s.shape == (7, 2, 128, 16, 16) and seen["state_shape"] == (2, 128, 16, 16)
+    assert set(torch.unique(s).tolist()) <= {0.0, 1.0} and s.sum() > 0
+    # the same spikes as the rates the model records
+    snn.record = True
+    snn.encoder.reseed()
+    with torch.no_grad():
+        snn(x)
+    snn.record = False
+    assert torch.allclose(snn.last_rates[1], s.mean(0))
+
+
+def test_thresholds_are_shared_with_the_neurons(vgg5):
+    import copy
+    snn = SpikingVGG(vgg5, TH5, T=4)
+    snn.set_thresholds([2.0, 1.0, 1.0, 0.5, 0.25])
+    assert [float(n.threshold) for n in snn.neurons] == [2.0, 1.0, 1.0, 0.5, 0.25]
+    snn.neurons[3].set_threshold(0.75)  # a scalar set on the neuron lands in snn.thresholds
+    assert snn.thresholds[3].item() == 0.75
+    state = {k: v.clone() for k, v in snn.state_dict().items()}
+    state["thresholds"] = torch.tensor([3.0, 2.0, 2.0, 1.0, 1.0])
+    snn.load_state_dict(state)
+    assert [float(n.threshold) for n in snn.neurons] == [3.0, 2.0, 2.0, 1.0, 1.0]
+    snn.double()
+    assert snn.thresholds.dtype == torch.float64
+    snn.thresholds.mul_(2)
+    assert [float(n.threshold) for n in snn.neurons] == [6.0, 4.0, 4.0, 2.0, 2.0]
+    snn.float()
+    twin = copy.deepcopy(snn)
+    twin.thresholds.fill_(1.5)
+    assert all(float(n.threshold) == 1.5 for n in twin.neurons)
+    assert float(snn.neurons[0].threshold) == 6.0
+    snn.thresholds = torch.full((5,), 0.5)  # replacing the buffer re-links the neurons
+    assert all(float(n.threshold) == 0.5 for n in snn.neurons)
+
+
+def test_per_channel_thresholds_refused_by_spikingvgg(vgg5):
+    snn = SpikingVGG(vgg5, TH5, T=4).eval()
+    with pytest.raises(ValueError, match="per-channel thresholds are not supported"):
+        snn.set_thresholds([[1.0] * 64, [1.0] * 128, [1.0] * 128, [1.0] * 1024, [1.0] * 1024])
+    with pytest.raises(ValueError, match="per-channel thresholds are not supported"):
+        SpikingVGG(vgg5, [torch.ones(64), 1.0, 1.0, 1.0, 1.0], T=4)
+    snn.neurons[0].set_threshold(torch.ones(64))  # allowed on a LIF, not inside a SpikingVGG
+    with pytest.raises(ValueError, match="per-channel thresholds are not supported"):
+        with torch.no_grad():
+            snn(_x(1))
+    with pytest.raises(ValueError, match="per-channel thresholds are not supported"):
+        snn(_x(1))
+    with pytest.raises(ValueError, match="thresholds must be > 0"):
+        snn.set_thresholds([1.0, -1.0, 1.0, 1.0, 1.0])
+
+
+def test_lif_backend_is_per_model(vgg5):
+    from snnlib import neurons
+    a = SpikingVGG(vgg5, TH5, T=4, lif_backend="eager")
+    b = SpikingVGG(vgg5, TH5, T=4, lif_backend="compile")
+    assert all(n.backend == "eager" for n in a.neurons) and all(n.backend == "compile" for n in b.neurons)
+    assert SpikingVGG(vgg5, TH5, T=4).lif_backend == neurons.get_lif_backend()
+    assert a.twin().lif_backend == "eager"
+    a.lif_backend = "auto"
+    assert all(n.backend == "auto" for n in a.neurons)
+    with pytest.raises(ValueError, match="unknown LIF backend"):
+        SpikingVGG(vgg5, TH5, T=4, lif_backend="gpu")
+
+
+# ------------------------------------------------------------------ faithful layout, threshold rounding
+def test_layouts_agree(vgg5):
+    """NCHW (the released code's) and channels-last convolutions sum in different orders: in float64 the spikes are
+    identical, in float32 the logits are close (a spike can flip where a membrane is within rounding of threshold)."""
+    x = _x(2, seed=5)
+    nhwc = SpikingVGG(vgg5, TH5, T=12, leak=0.99, encoder=PoissonEncoder(seed=2)).eval()
+    nchw = nhwc.twin(layout="nchw").eval()
+    assert nhwc.channels_last and not nchw.channels_last and nchw.config()["layout"] == "nchw"
+    assert "layout" not in nhwc.config()
+    nhwc.record = nchw.record = True
+    with torch.no_grad():
+        a, b = nhwc(x), nchw(x)
+    assert torch.count_nonzero(a) > 0
+    assert torch.allclose(a, b, atol=2e-2, rtol=0), (a - b).abs().max()
+    for ra, rb in zip(nhwc.last_rates, nchw.last_rates):  # spike counts agree up to rare flips
+        assert (ra != rb).float().mean() < 1e-3
+    net64 = build_ann("vgg5", seed=0).double()
+    counts = {}
+    for layout in ("nhwc", "nchw"):
+        snn = SpikingVGG(net64, TH5, T=12, leak=0.99, encoder=PoissonEncoder(seed=2), layout=layout).double().eval()
+        snn.record = True
+        with torch.no_grad():
+            out = snn(x.double())
+        counts[layout] = (out, [r.clone() for r in snn.last_rates])
+    assert torch.equal(counts["nhwc"][1][0], counts["nchw"][1][0])
+    assert all(torch.equal(r1, r2) for r1, r2 in zip(counts["nhwc"][1], counts["nchw"][1]))
+    assert torch.allclose(counts["nhwc"][0], counts["nchw"][0], atol=1e-9)
+    with pytest.raises(ValueError, match="unknown layout"):
+        SpikingVGG(vgg5, TH5, T=4, layout="NHWC")
+    nchw.channels_last = True  # the older switch maps onto the layout
+    assert nchw.layout == "nhwc"
+
+
+def test_threshold_decimals_round_as_released(vgg5):
+    from snnlib.models import round_thresholds
+    snn = SpikingVGG(vgg5, [20.764, 2.687, 2.3349, 0.281, 0.004], T=4, threshold_decimals=2)
+    assert snn.thresholds.tolist() == pytest.approx([20.76, 2.69, 2.33, 0.28, 0.01], abs=1e-6)
+    snn.set_thresholds([1.005 + 0.001, 1.0, 1.0, 1.0, 1.0])
+    assert snn.thresholds[0].item() == pytest.approx(1.01, abs=1e-6)
+    assert snn.config()["threshold_decimals"] == 2 and snn.twin().threshold_decimals == 2
+    plain = SpikingVGG(vgg5, [1.2345] * 5, T=4)
+    assert plain.thresholds[0].item() == pytest.approx(1.2345, abs=1e-6) and "threshold_decimals" not in plain.config()
+    assert round_thresholds([1.23456, 0.001], None) == [1.23456, 0.001]
+    with pytest.raises(ValueError, match="decimals"):
+        SpikingVGG(vgg5, TH5, T=4, threshold_decimals=-1)
+
+
+# ------------------------------------------------------------------ dropout generator
+def test_dropout_generator_is_used_when_set(vgg5):
+    net = build_ann("vgg5", seed=0, fc_dropout=0.3)
+    snn = SpikingVGG(net, TH5, T=4).train()
+    x = _x(3)
+    # default: the global RNG, exactly as drawn by torch.bernoulli on x's device
+    torch.manual_seed(7)
+    m_global = snn.dropout_masks(x)
+    torch.manual_seed(7)
+    ref = torch.bernoulli(torch.full((3, 128, 16, 16), 0.8)) / 0.8
+    assert torch.equal(m_global[0], ref) and len(m_global) == 3
+    # with a generator: reproducible from its seed, and the global RNG is not touched
+    snn.dropout_generator = torch.Generator().manual_seed(11)
+    before = torch.get_rng_state()
+    m1 = snn.dropout_masks(x)
+    assert torch.equal(torch.get_rng_state(), before)
+    snn.dropout_generator = torch.Generator().manual_seed(11)
+    m2 = snn.dropout_masks(x)
+    assert all(torch.equal(a, b) for a, b in zip(m1, m2))
+    assert not torch.equal(m1[0], m_global[0])
+    assert set(torch.unique(m1[1]).tolist()) <= {0.0, torch.tensor(1 / 0.7).item()}
+    twin = snn.twin()  # a copy of the generator: the same next draws
+    assert all(torch.equal(a, b) for a, b in zip(twin.dropout_masks(x), snn.dropout_masks(x)))

@@ -1,16 +1,19 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from snnlib.neurons import (IF, LIF, SURROGATES, get_surrogate, lif_multistep, lif_step, register_surrogate, spike,
-                            Surrogate)
+from snnlib.neurons import (IF, LIF, SURROGATES, LIFParameters, LIFState, Surrogate, get_surrogate, lif_multistep,
+                            lif_sequence, lif_step, register_surrogate, spike)
 
 
-def run_steps(current, threshold, leak, surrogate="linear", reset="subtract", delay=True):
-    state, out = None, []
+def run_steps(current, threshold, leak, surrogate="linear", reset="subtract", delay=True, state=None):
+    """The reference: T calls of the pure step function (autograd through every step)."""
+    params = LIFParameters(threshold, leak, reset, delay, surrogate)
+    out = []
     for t in range(current.shape[0]):
-        s, state = lif_step(current[t], state, threshold, leak, surrogate, reset, delay)
+        s, state = lif_step(current[t], state, params)
         out.append(s)
     return torch.stack(out), state
 
@@ -157,12 +160,13 @@ def test_multistep_nograd_path_equals_grad_path():
 def test_modules_single_and_multi_step_agree():
     m = LIF(threshold=0.8, leak=0.95)
     x = torch.rand(10, 2, 3)
-    seq = m(x)
+    seq, final = m(x)
     state, steps = None, []
     for t in range(10):
         s, state = m.step(x[t], state)
         steps.append(s)
     assert torch.equal(seq, torch.stack(steps))
+    assert torch.equal(final.u, state.u)
     assert IF(1.0).leak == 1.0
 
 
@@ -184,3 +188,199 @@ def test_bad_leak_type_and_reset_and_threshold():
 def test_spike_helper():
     v = torch.tensor([-0.5, 0.0, 0.5])
     assert spike(v).tolist() == [0.0, 0.0, 1.0]
+
+
+# ------------------------------------------------------------------ parameter record
+def test_parameters_record_is_validated_and_frozen():
+    p = LIFParameters(threshold=0.5, leak=0.9, surrogate="arctan")
+    assert p.surrogate.name == "arctan" and p.threshold == 0.5 and p.reset == "subtract" and p.delay is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.leak = 0.5
+    q = p.replace(leak=1.0)
+    assert q.leak == 1.0 and p.leak == 0.9 and q.surrogate is p.surrogate
+    with pytest.raises(ValueError, match="leak must be in"):
+        LIFParameters(leak=0.0)
+    with pytest.raises(ValueError, match="unknown reset"):
+        LIFParameters(reset="hard")
+    with pytest.raises(TypeError, match="LIFParameters"):
+        lif_step(torch.zeros(2, 3), None, 1.0)
+    with pytest.raises(TypeError, match="LIFParameters"):
+        lif_sequence(torch.zeros(4, 2, 3), None, {"threshold": 1.0})
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), torch.tensor([1.0, 0.0, 2.0]),
+                                 torch.tensor(-0.5), [0.5, -0.1]])
+def test_non_positive_threshold_refused_everywhere(bad):
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        LIFParameters(threshold=bad)
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        LIF(threshold=bad)
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        lif_multistep(torch.zeros(3, 2, 3), bad)
+    m = LIF(threshold=1.0)
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        m.set_threshold(bad)
+    assert float(m.threshold) == 1.0
+
+
+def test_threshold_shape_errors_are_clear():
+    with pytest.raises(ValueError, match="one value per channel"):
+        LIFParameters(threshold=torch.ones(2, 3))
+    with pytest.raises(TypeError, match="bool"):
+        LIFParameters(threshold=True)
+    # a per-channel threshold must match dim 1 of each step
+    with pytest.raises(ValueError, match="3 values needs steps shaped \\(B, 3, ...\\)"):
+        lif_multistep(torch.zeros(4, 2, 5), torch.ones(3))
+    with pytest.raises(ValueError, match="3 values needs steps shaped"):
+        lif_step(torch.zeros(2, 5), None, LIFParameters(torch.ones(3)))
+
+
+# ------------------------------------------------------------------ explicit state over sequences
+@pytest.mark.parametrize("delay", [True, False])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_sequence_state_gradients_match_step_loop(delay, reset):
+    """lif_sequence from a given state, with the final state used downstream: forward and BPTT (to the currents and
+    to the initial membrane) equal autograd through T calls of lif_step."""
+    g = torch.Generator().manual_seed(1)
+    T, B, N, th, leak = 9, 3, 4, 0.7, 0.9
+    x = (torch.randn(T, B, N, dtype=torch.float64, generator=g) * 0.6 + 0.3).requires_grad_()
+    u0 = (torch.rand(B, N, dtype=torch.float64, generator=g) * 1.2).requires_grad_()
+    w = torch.randn(T, B, N, dtype=torch.float64, generator=g)
+    wu = torch.randn(B, N, dtype=torch.float64, generator=g)
+    params = LIFParameters(th, leak, reset, delay)
+
+    s_ref, st_ref = run_steps(x, th, leak, reset=reset, delay=delay, state=LIFState(u0))
+    g_ref = torch.autograd.grad((s_ref * w).sum() + (st_ref.u * wu).sum(), (x, u0))
+    s, st = lif_sequence(x, LIFState(u0), params)
+    grads = torch.autograd.grad((s * w).sum() + (st.u * wu).sum(), (x, u0))
+    assert torch.equal(s, s_ref) and torch.allclose(st.u, st_ref.u, atol=1e-12)
+    for a, b in zip(grads, g_ref):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert grads[1].abs().sum() > 0 and s.sum() > 0
+
+
+def test_sequence_in_two_pieces_equals_one_piece_with_gradient():
+    """Carrying the returned state into the next call is the same layer over the whole sequence (truncation-free)."""
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(12, 2, 5, dtype=torch.float64, generator=g) * 0.7 + 0.4).requires_grad_()
+    w = torch.randn(12, 2, 5, dtype=torch.float64, generator=g)
+    m = LIF(threshold=0.9, leak=0.95)
+    s_all, st_all = m(x)
+    (g_all,) = torch.autograd.grad((s_all * w).sum(), x)
+    s1, st1 = m(x[:5])
+    s2, st2 = m(x[5:], st1)
+    (g_two,) = torch.autograd.grad((torch.cat([s1, s2]) * w).sum(), x)
+    assert torch.equal(torch.cat([s1, s2]), s_all) and torch.equal(st2.u, st_all.u)
+    assert torch.allclose(g_two, g_all, atol=1e-12) and g_all.abs().sum() > 0
+    with torch.no_grad():  # the no-graph loop carries the state the same way
+        a, sa = m(x[:5].detach())
+        b, sb = m(x[5:].detach(), sa)
+    assert torch.equal(torch.cat([a, b]), s_all.detach()) and torch.equal(sb.u, st_all.u.detach())
+
+
+def test_inplace_writes_spikes_over_the_current():
+    x = torch.rand(8, 2, 3, 4) * 0.8
+    ref, st_ref = lif_sequence(x.clone(), None, LIFParameters(0.5, 0.9))
+    cur = x.clone()
+    with torch.no_grad():
+        s, st = LIF(0.5, 0.9)(cur, inplace=True)
+    assert s.data_ptr() == cur.data_ptr() and torch.equal(s, ref) and torch.equal(st.u, st_ref.u)
+    with pytest.raises(ValueError, match="inplace=True"):
+        LIF(0.5)(x.clone().requires_grad_(), inplace=True)
+
+
+def test_state_errors_are_clear():
+    m = LIF(1.0)
+    with pytest.raises(ValueError, match="state.u has shape"):
+        m(torch.zeros(3, 2, 4), LIFState(torch.zeros(2, 5)))
+    with pytest.raises(TypeError, match="LIFState"):
+        m(torch.zeros(3, 2, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="\\(T, B, ...\\)"):
+        m(torch.zeros(4))
+
+
+# ------------------------------------------------------------------ per-channel thresholds
+@pytest.mark.parametrize("delay", [True, False])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_per_channel_threshold_equals_one_layer_per_channel(delay, reset, channels_last):
+    """A (C,) threshold gives channel c exactly the scalar-threshold layer of th[c] (forward and BPTT), and the
+    sequence loop equals the step loop, also on channels-last convolution outputs."""
+    g = torch.Generator().manual_seed(3)
+    T, B, C = 7, 2, 3
+    th = torch.tensor([0.4, 0.9, 1.7], dtype=torch.float64)
+    x = torch.randn(T, B, C, 4, 4, dtype=torch.float64, generator=g) * 0.8 + 0.4
+    if channels_last:
+        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (T, B))
+    x.requires_grad_()
+    w = torch.randn(T, B, C, 4, 4, dtype=torch.float64, generator=g)
+    s, st = lif_sequence(x, None, LIFParameters(th, 0.9, reset, delay))
+    (gx,) = torch.autograd.grad((s * w).sum(), x)
+    s_ref, st_ref = run_steps(x, th, 0.9, reset=reset, delay=delay)
+    (g_ref,) = torch.autograd.grad((s_ref * w).sum(), x)
+    assert torch.equal(s, s_ref) and torch.allclose(gx, g_ref, atol=1e-12)
+    for c in range(C):
+        xc = x.detach()[:, :, c].clone().requires_grad_()
+        sc = lif_multistep(xc, float(th[c]), 0.9, reset=reset, delay=delay)
+        (gc,) = torch.autograd.grad((sc * w[:, :, c]).sum(), xc)
+        assert torch.equal(s[:, :, c], sc) and torch.allclose(gx[:, :, c], gc, atol=1e-12)
+        assert torch.allclose(st.u[:, c], st_ref.u[:, c], atol=1e-12)
+    assert s.sum() > 0
+    with torch.no_grad():
+        s_ng, _ = LIF(th, 0.9, reset=reset, delay=delay)(x.detach())
+    assert torch.equal(s_ng, s.detach())
+
+
+def test_per_channel_threshold_on_linear_layers_and_module_buffer():
+    """Known answer: IF, no delay, constant input I < th fires floor(T * I / th) times (as for a scalar threshold)."""
+    m = LIF(threshold=torch.tensor([0.45, 0.7, 1.3], dtype=torch.float64), leak=1.0, delay=False)
+    assert m.threshold.shape == (3,)
+    x = torch.full((20, 1, 3), 0.3, dtype=torch.float64)
+    s, _ = m(x)
+    assert s.sum((0, 1)).tolist() == [math.floor(20 * 0.3 / th) for th in (0.45, 0.7, 1.3)] == [13, 8, 4]
+    assert "per-channel (3)" in repr(m)
+
+
+# ------------------------------------------------------------------ modules: hooks, state, backend
+def test_forward_hook_sees_spikes_and_state():
+    m = LIF(threshold=0.3, leak=0.9)
+    seen = []
+    m.register_forward_hook(lambda mod, inp, out: seen.append(out))
+    x = torch.rand(6, 2, 4)
+    s, st = m(x)
+    assert len(seen) == 1 and seen[0][0] is s and seen[0][1] is st
+    assert seen[0][0].shape == (6, 2, 4)
+
+
+def test_backend_is_a_module_setting(monkeypatch):
+    from snnlib import neurons
+    monkeypatch.setattr(neurons, "_default_backend", None)
+    monkeypatch.setenv("SNNLIB_LIF_BACKEND", "eager")
+    assert neurons.get_lif_backend() == "eager" and LIF().backend == "eager"
+    monkeypatch.delenv("SNNLIB_LIF_BACKEND")
+    assert neurons.get_lif_backend() == "auto" and LIF().backend == "auto"
+    assert LIF(backend="compile").backend == "compile"
+    built = LIF()
+    old = neurons.set_lif_backend("eager")  # the default for modules built afterwards only
+    assert old == "auto" and LIF().backend == "eager" and built.backend == "auto"
+    with pytest.raises(ValueError, match="unknown LIF backend"):
+        LIF(backend="fast")
+    with pytest.raises(ValueError, match="unknown LIF backend"):
+        neurons.set_lif_backend("fast")
+    monkeypatch.setenv("SNNLIB_LIF_BACKEND", "compile")
+    assert neurons.set_lif_backend(None) == "eager" and neurons.get_lif_backend() == "compile"
+    monkeypatch.setattr(neurons, "_default_backend", None)
+    monkeypatch.setenv("SNNLIB_LIF_BACKEND", "turbo")
+    with pytest.raises(ValueError, match="SNNLIB_LIF_BACKEND='turbo'"):
+        LIF()
+
+
+def test_from_params_and_params_round_trip():
+    p = LIFParameters(threshold=0.7, leak=0.8, reset="zero", delay=False, surrogate="rectangle")
+    m = LIF.from_params(p, backend="eager")
+    q = m.params
+    assert (float(q.threshold), q.leak, q.reset, q.delay, q.surrogate.name) == (pytest.approx(0.7), 0.8, "zero",
+                                                                              False, "rectangle")
+    x = torch.rand(5, 2, 3)
+    assert torch.equal(m(x)[0], lif_sequence(x, None, q)[0])
+    assert m.state_dict().keys() == {"threshold"}
