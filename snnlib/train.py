@@ -2,25 +2,44 @@
 
 Defaults follow the papers' setup (reference/papers.md 1.7): ANN — SGD lr 1e-2, momentum 0.9, weight decay 5e-4,
 batch 64, lr / 10 at 60/80/90 % of the epochs; SNN — Adam (amsgrad) lr 1e-4, weight decay 5e-4, lr / 5 at
-60/80/90 %.  Every random draw (shuffle, augmentation, dropout, Poisson spikes) is seeded, and a checkpoint holds
-all generator states, so a resumed run ends with exactly the weights of an uninterrupted one.
-Checkpoints load with ``torch.load(weights_only=True)`` and carry the configuration that made them.
+60/80/90 %.  The settings of a run are one :class:`TrainConfig` (``TrainConfig.ann(epochs)`` /
+``TrainConfig.snn(epochs)`` give the papers' defaults); keyword calls such as ``train_ann(net, split, 10, lr=0.05)``
+override its fields.
+
+Randomness: shuffling and augmentation draw from a data generator seeded with ``seed``; dropout masks draw from the
+global RNG, which :func:`fit` seeds with ``seed`` inside ``torch.random.fork_rng`` (so the caller's global RNG
+state after ``fit`` is what it was before); the SNN's Poisson spikes come from its encoder's own generator.  A
+checkpoint holds every stream used (data generator, CPU global RNG, the CUDA RNG of the training device, the
+encoder's generator and a DataLoader's generators), so a resumed run ends with exactly the weights of an
+uninterrupted one.  Checkpoints load with ``torch.load(weights_only=True)`` and carry the configuration that made
+them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import numbers
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Split, batches
+from .data import Split, augment as augment_batch, batches
 from .files import atomic_save_torch
 
-__all__ = ["fit", "train_ann", "train_snn", "load_checkpoint", "CheckpointMismatch"]
+__all__ = ["TrainConfig", "SCHEDULES", "OPTIMIZERS", "fit", "train_ann", "train_snn", "load_checkpoint",
+           "CheckpointMismatch"]
+
+#: learning-rate schedules: "step" (divide by ``lr_reduce`` at each milestone fraction of the epochs) or
+#: "cosine" (``lr * (1 + cos(pi * epoch / epochs)) / 2``, epoch by epoch).
+SCHEDULES = ("step", "cosine")
+#: optimizers :meth:`TrainConfig.make_optimizer` builds: SGD with momentum, Adam (optionally amsgrad).
+OPTIMIZERS = ("sgd", "adam")
 
 
 class CheckpointMismatch(RuntimeError):
@@ -31,6 +50,141 @@ def _json_clean(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
+def _real(name: str, value, low: float, high: float = math.inf, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if v < low or (low_open and v == low) or v > high:
+        left = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{']' if high < math.inf else ')'}, got {v:g}")
+    return v
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (besides the model and the data).
+
+    epochs: number of epochs (int >= 0); lr: base learning rate; schedule: "step" | "cosine";
+    milestones: fractions of ``epochs`` at which the "step" schedule divides the lr by ``lr_reduce``;
+    batch_size: images per step (for a Split; a batch iterable brings its own); seed: the data generator and the
+    global RNG (dropout) are seeded with it; augment: random crop + flip (None = True for a Split, False for a
+    batch iterable); label_smoothing: of the cross-entropy, in [0, 1); optimizer: "sgd" | "adam", with momentum
+    (SGD), weight_decay, amsgrad (Adam) — used when :func:`fit` builds the optimizer itself.
+    The class defaults are the papers' ANN setup; :meth:`snn` gives the SNN one.
+    """
+
+    epochs: int
+    lr: float = 1e-2
+    milestones: Tuple[float, ...] = (0.6, 0.8, 0.9)
+    lr_reduce: float = 10.0
+    schedule: str = "step"
+    batch_size: int = 64
+    seed: int = 0
+    augment: Optional[bool] = None
+    label_smoothing: float = 0.0
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    amsgrad: bool = True
+
+    def __post_init__(self):
+        e = self.epochs
+        if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {e!r}")
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {b!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__} {self.seed!r}")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise TypeError(f"augment must be True, False or None (= True for a Split), got {self.augment!r}")
+        if not isinstance(self.amsgrad, bool):
+            raise TypeError(f"amsgrad must be True or False, got {self.amsgrad!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if isinstance(self.milestones, (str, bytes)):
+            raise TypeError(f"milestones must be a sequence of epoch fractions such as (0.6, 0.8), got {self.milestones!r}")
+        try:
+            ms = tuple(self.milestones)
+        except TypeError:
+            raise TypeError(f"milestones must be a sequence of epoch fractions such as (0.6, 0.8), got "
+                            f"{type(self.milestones).__name__}") from None
+        ms = tuple(_real(f"milestones[{i}]", m, 0.0, 1.0) for i, m in enumerate(ms))
+        set_ = object.__setattr__
+        set_(self, "epochs", int(e))
+        set_(self, "batch_size", int(b))
+        set_(self, "seed", int(self.seed))
+        set_(self, "milestones", ms)
+        set_(self, "lr", _real("lr", self.lr, 0.0, low_open=True))
+        set_(self, "lr_reduce", _real("lr_reduce", self.lr_reduce, 0.0, low_open=True))
+        set_(self, "label_smoothing", _real("label_smoothing", self.label_smoothing, 0.0, 1.0))
+        if self.label_smoothing >= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing:g}")
+        set_(self, "momentum", _real("momentum", self.momentum, 0.0))
+        set_(self, "weight_decay", _real("weight_decay", self.weight_decay, 0.0))
+
+    # ------------------------------------------------------------------ presets and changes
+    @classmethod
+    def ann(cls, epochs: int, **changes) -> "TrainConfig":
+        """The papers' ANN setup: SGD lr 1e-2, momentum 0.9, weight decay 5e-4, lr / 10 at 60/80/90 %."""
+        cls.field_names_check(changes)
+        return cls(epochs=epochs, **changes)
+
+    @classmethod
+    def snn(cls, epochs: int, **changes) -> "TrainConfig":
+        """The papers' SNN fine-tuning: Adam (amsgrad) lr 1e-4, weight decay 5e-4, lr / 5 at 60/80/90 %."""
+        cls.field_names_check(changes)
+        kw = dict(lr=1e-4, lr_reduce=5.0, optimizer="adam")
+        kw.update(changes)
+        return cls(epochs=epochs, **kw)
+
+    @classmethod
+    def field_names_check(cls, changes: Dict[str, Any]) -> None:
+        """Raise TypeError naming every key of ``changes`` that is not a field of TrainConfig."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(k for k in changes if k not in names)
+        if unknown:
+            raise TypeError(f"unknown training setting(s) {unknown}; TrainConfig fields are {names}")
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (validated like the constructor)."""
+        self.field_names_check(changes)
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ what the settings mean
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of epoch ``epoch`` (0-based) under the schedule."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        n = sum(1 for f in self.milestones if 0 < round(f * self.epochs) <= epoch)
+        return self.lr / (self.lr_reduce ** n)
+
+    def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """SGD(lr, momentum, weight_decay) or Adam(lr, weight_decay, amsgrad) over ``params``."""
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, amsgrad=self.amsgrad)
+
+    def record(self, augment: bool) -> Dict[str, Any]:
+        """The JSON-able schedule settings a checkpoint is matched on (settings added later appear only when not at
+        their defaults, so checkpoints written before keep matching).  augment: the resolved flag."""
+        out: Dict[str, Any] = dict(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, lr=self.lr,
+                                   milestones=list(self.milestones), lr_reduce=self.lr_reduce, augment=augment)
+        if self.schedule != "step":
+            out["schedule"] = self.schedule
+        if self.label_smoothing != 0.0:
+            out["label_smoothing"] = self.label_smoothing
+        return out
+
+    def optimizer_record(self) -> Dict[str, Any]:
+        """The optimizer's settings as checkpoints record them (only those the chosen optimizer uses)."""
+        if self.optimizer == "sgd":
+            return dict(optimizer="sgd", momentum=self.momentum, weight_decay=self.weight_decay)
+        return dict(optimizer="adam", weight_decay=self.weight_decay, amsgrad=self.amsgrad)
+
+
 def load_checkpoint(path: Union[str, Path]) -> dict:
     """Load a checkpoint safely (``weights_only=True``); raises FileNotFoundError with the path."""
     path = Path(path)
@@ -39,70 +193,165 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _lr_at(epoch: int, epochs: int, lr: float, milestones: Sequence[float], factor: float) -> float:
-    n = sum(1 for f in milestones if 0 < round(f * epochs) <= epoch)
-    return lr / (factor ** n)
+# ---------------------------------------------------------------------------------------------- data sources
+def _check_batch_source(train) -> None:
+    if isinstance(train, Split):
+        return
+    try:
+        it = iter(train)
+    except TypeError:
+        raise TypeError(f"train must be a snnlib Split or an iterable of (x, y) batches such as a DataLoader, got "
+                        f"{type(train).__name__}") from None
+    if it is train:
+        raise TypeError("train is a one-shot iterator (e.g. a generator), which would be empty after the first "
+                        "epoch; pass a Split, a DataLoader or a list of (x, y) batches")
 
 
-def fit(model: nn.Module, train: Split, epochs: int, optimizer: torch.optim.Optimizer, *, lr: float,
-        milestones: Sequence[float] = (0.6, 0.8, 0.9), lr_reduce: float = 10.0, batch_size: int = 64,
-        seed: int = 0, augment: bool = True, checkpoint: Optional[Union[str, Path]] = None,
-        config: Optional[dict] = None, progress: bool = True, device: Union[str, torch.device] = "cpu",
-        stop_after: Optional[int] = None, encoder=None) -> Dict[str, list]:
-    """Train ``model`` with cross-entropy for ``epochs`` epochs; returns the history {'loss': [...], 'acc': [...]}.
+def _data_record(train) -> Dict[str, Any]:
+    if isinstance(train, Split):
+        return train.info()
+    info = getattr(train, "info", None)
+    if callable(info):
+        return info()
+    out: Dict[str, Any] = {"source": type(train).__name__}
+    try:
+        out["batches"] = len(train)
+    except TypeError:
+        pass
+    dataset = getattr(train, "dataset", None)
+    if dataset is not None:
+        try:
+            out["n"] = len(dataset)
+        except TypeError:
+            pass
+    return out
 
-    checkpoint: file written after every epoch (atomically) and resumed from when present with the same config.
-    stop_after: stop after this many epochs of *this call* (used to test resume).
+
+def _loader_generators(train) -> List[torch.Generator]:
+    """The torch.Generators a DataLoader-like source shuffles with (its own and its sampler's), each once."""
+    found: List[torch.Generator] = []
+    for owner in (train, getattr(train, "sampler", None), getattr(getattr(train, "batch_sampler", None), "sampler",
+                                                                  None)):
+        g = getattr(owner, "generator", None) if owner is not None else None
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found
+
+
+def _epoch_batches(train, settings: TrainConfig, augment: bool, gen: torch.Generator):
+    if isinstance(train, Split):
+        yield from batches(train, settings.batch_size, shuffle=True, augment=augment, generator=gen)
+        return
+    for i, item in enumerate(train):
+        try:
+            x, y = item
+        except (TypeError, ValueError):
+            raise TypeError(f"batch {i} of train is not an (x, y) pair: {type(item).__name__}") from None
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4:
+            raise TypeError(f"batch {i}: x must be float pixels in [0, 1] of shape (B, C, H, W), got "
+                            f"{type(x).__name__} {getattr(x, 'dtype', '')} {tuple(getattr(x, 'shape', ()))}; "
+                            f"convert uint8 images with snnlib.data.to_float")
+        yield (augment_batch(x, gen) if augment else x), y
+
+
+def _settings(epochs: Union[int, TrainConfig], base, overrides: Dict[str, Any]) -> TrainConfig:
+    if isinstance(epochs, TrainConfig):
+        return epochs.replace(**overrides)
+    TrainConfig.field_names_check(overrides)
+    return base(epochs, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------- training loop
+def fit(model: nn.Module, train: Union[Split, Iterable], epochs: Union[int, TrainConfig],
+        optimizer: Optional[torch.optim.Optimizer] = None, *, checkpoint: Optional[Union[str, Path]] = None,
+        record: Optional[dict] = None, progress: bool = True, device: Union[str, torch.device] = "cpu",
+        stop_after: Optional[int] = None, encoder=None, **overrides) -> Dict[str, list]:
+    """Train ``model`` with cross-entropy; returns the history {'loss', 'acc', 'lr', 'seconds': one per epoch}.
+
+    train: a Split (shuffled and, with augment, augmented here, ``batch_size`` images per step) or any re-iterable
+        of (x float (B, C, H, W) in [0, 1], y (B,)) batches, e.g. a DataLoader (which shuffles by itself; with
+        ``augment=True`` each batch is augmented here too);
+    epochs: the number of epochs or a :class:`TrainConfig`; overrides: TrainConfig fields (lr=..., milestones=...)
+        set on top of it (class defaults when ``epochs`` is an int);
+    optimizer: None = ``settings.make_optimizer(model.parameters())``; its lr is set every epoch by the schedule;
+    checkpoint: file written after every epoch (atomically) and resumed from when present with the same settings;
+    record: extra JSON-able entries of the checkpoint's configuration (the model's, the kind of run);
+    stop_after: stop after this many epochs of *this call* (used to test resume);
     encoder: the SNN's encoder, whose generator state is checkpointed too.
+    The caller's global RNG state (CPU and the training CUDA device) is the same after the call as before.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    config = _json_clean(dict(config or {}, epochs=epochs, batch_size=batch_size, seed=seed, lr=lr,
-                              milestones=list(milestones), lr_reduce=lr_reduce, augment=augment,
-                              data=train.info()))
+    settings = _settings(epochs, TrainConfig, overrides)
+    _check_batch_source(train)
+    augment = settings.augment if settings.augment is not None else isinstance(train, Split)
+    record = dict(record or {})
+    if optimizer is None:
+        optimizer = settings.make_optimizer(model.parameters())
+        record.update(settings.optimizer_record())
+    config = _json_clean(dict(record, **settings.record(augment), data=_data_record(train)))
     device = torch.device(device)
     model.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout masks use the global generator; its state is checkpointed
+    cuda_devices = []
+    if device.type == "cuda":
+        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices):
+        # dropout masks use the global generators; seeded here, their states are checkpointed
+        torch.default_generator.manual_seed(settings.seed)
+        for index in cuda_devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(settings.seed)
+        return _fit_loop(model, train, settings, optimizer, augment, config, checkpoint, progress, device,
+                         cuda_devices, stop_after, encoder)
+
+
+def _fit_loop(model, train, settings: TrainConfig, optimizer, augment: bool, config: dict, checkpoint, progress,
+              device: torch.device, cuda_devices: List[int], stop_after, encoder) -> Dict[str, list]:
+    epochs = settings.epochs
+    gen = torch.Generator().manual_seed(settings.seed)
+    loader_gens = _loader_generators(train)
     history: Dict[str, list] = {"loss": [], "acc": [], "lr": [], "seconds": []}
     start = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         if state.get("config") != config:
+            old = state.get("config", {})
             raise CheckpointMismatch(
                 f"checkpoint {ckpt_path} was made with another configuration; delete it or choose another path "
-                f"(differences in: {sorted(k for k in set(config) | set(state.get('config', {})) if config.get(k) != state.get('config', {}).get(k))})")
+                f"(differences in: {sorted(k for k in set(config) | set(old) if config.get(k) != old.get(k))})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"]["data"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if encoder is not None and "encoder" in state["rng"]:
-            encoder.set_state(state["rng"]["encoder"], device)
+        rng = state["rng"]
+        gen.set_state(rng["data"])
+        torch.set_rng_state(rng["torch"])
+        if cuda_devices and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], cuda_devices[0])
+        if encoder is not None and "encoder" in rng:
+            encoder.set_state(rng["encoder"], device)
+        for g, s in zip(loader_gens, rng.get("loader", [])):
+            g.set_state(s)
         history = {k: list(v) for k, v in state["history"].items()}
         start = int(state["epoch"]) + 1
     ran = 0
     for epoch in range(start, epochs):
         if stop_after is not None and ran >= stop_after:
             break
-        lr_e = _lr_at(epoch, epochs, lr, milestones, lr_reduce)
+        lr_e = settings.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr_e
         model.train()
         t0 = time.time()
         tot_loss, correct, seen = 0.0, 0, 0
-        it = batches(train, batch_size, shuffle=True, augment=augment, generator=gen)
+        it = _epoch_batches(train, settings, augment, gen)
         if progress:
             from tqdm.auto import tqdm
-            it = tqdm(it, total=(len(train) + batch_size - 1) // batch_size, desc=f"epoch {epoch + 1}/{epochs}",
-                      leave=False)
+            total = ((len(train) + settings.batch_size - 1) // settings.batch_size if isinstance(train, Split)
+                     else getattr(train, "__len__", lambda: None)())
+            it = tqdm(it, total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
         for x, y in it:
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             out = model(x)
-            loss = F.cross_entropy(out, y)
+            loss = F.cross_entropy(out, y, label_smoothing=settings.label_smoothing)
             loss.backward()
             optimizer.step()
             tot_loss += float(loss.detach()) * len(y)
@@ -115,33 +364,49 @@ def fit(model: nn.Module, train: Split, epochs: int, optimizer: torch.optim.Opti
         ran += 1
         if ckpt_path is not None:
             rng = {"data": gen.get_state(), "torch": torch.get_rng_state()}
+            if cuda_devices:
+                rng["cuda"] = torch.cuda.get_rng_state(cuda_devices[0])
             if encoder is not None:
                 rng["encoder"] = encoder.get_state(device)
+            if loader_gens:
+                rng["loader"] = [g.get_state() for g in loader_gens]
             atomic_save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                          "history": history, "rng": rng, "config": config}, ckpt_path)
+                               "history": history, "rng": rng, "config": config}, ckpt_path)
     return history
 
 
-def train_ann(net: nn.Module, train: Split, epochs: int, *, lr: float = 1e-2, momentum: float = 0.9,
-              weight_decay: float = 5e-4, batch_size: int = 64, milestones=(0.6, 0.8, 0.9), lr_reduce: float = 10.0,
-              seed: int = 0, **kw) -> Dict[str, list]:
-    """SGD training of the ANN as in the papers' setup (Rathi et al.'s ``ann.py`` defaults)."""
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    cfg = dict(kind="ann", model=net.config(), momentum=momentum, weight_decay=weight_decay, optimizer="sgd")
-    cfg.update(kw.pop("config", {}) or {})
-    return fit(net, train, epochs, opt, lr=lr, milestones=milestones, lr_reduce=lr_reduce, batch_size=batch_size,
-               seed=seed, config=cfg, **kw)
+def _fit_options(kw: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Split keyword arguments into fit options and TrainConfig overrides."""
+    fit_names = ("checkpoint", "record", "progress", "device", "stop_after")
+    return ({k: v for k, v in kw.items() if k in fit_names}, {k: v for k, v in kw.items() if k not in fit_names})
 
 
-def train_snn(snn: nn.Module, train: Split, epochs: int, *, lr: float = 1e-4, weight_decay: float = 5e-4,
-              amsgrad: bool = True, batch_size: int = 64, milestones=(0.6, 0.8, 0.9), lr_reduce: float = 5.0,
-              seed: int = 0, **kw) -> Dict[str, list]:
-    """Hybrid fine-tuning of a converted SNN with BPTT through the surrogate, Adam (amsgrad) as Rathi's ``snn.py``.
+def train_ann(net: nn.Module, train: Union[Split, Iterable], epochs: Union[int, TrainConfig],
+              **kw) -> Dict[str, list]:
+    """Train the ANN as in the papers' setup (Rathi et al.'s ``ann.py`` defaults, :meth:`TrainConfig.ann`).
 
-    Only the weights are trained; thresholds and leak stay fixed, as in the released code.
+    epochs: the number of epochs or a TrainConfig; kw: TrainConfig fields (lr=..., momentum=..., schedule=...,
+    label_smoothing=...) and :func:`fit` options (checkpoint, record, progress, device, stop_after).
     """
-    opt = torch.optim.Adam(snn.net.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=amsgrad)
-    cfg = dict(kind="snn", model=snn.config(), weight_decay=weight_decay, optimizer="adam", amsgrad=amsgrad)
-    cfg.update(kw.pop("config", {}) or {})
-    return fit(snn, train, epochs, opt, lr=lr, milestones=milestones, lr_reduce=lr_reduce, batch_size=batch_size,
-               seed=seed, config=cfg, encoder=getattr(snn, "encoder", None), **kw)
+    options, overrides = _fit_options(kw)
+    settings = _settings(epochs, TrainConfig.ann, overrides)
+    record = dict(kind="ann", model=net.config())
+    record.update(options.pop("record", None) or {})
+    record.update(settings.optimizer_record())
+    return fit(net, train, settings, settings.make_optimizer(net.parameters()), record=record, **options)
+
+
+def train_snn(snn: nn.Module, train: Union[Split, Iterable], epochs: Union[int, TrainConfig],
+              **kw) -> Dict[str, list]:
+    """Hybrid fine-tuning of a converted SNN with BPTT through the surrogate, Adam (amsgrad) as Rathi's ``snn.py``
+    (:meth:`TrainConfig.snn`).  Only the weights are trained; thresholds and leak stay fixed, as in the released code.
+
+    epochs: the number of epochs or a TrainConfig; kw: TrainConfig fields and :func:`fit` options as in train_ann.
+    """
+    options, overrides = _fit_options(kw)
+    settings = _settings(epochs, TrainConfig.snn, overrides)
+    record = dict(kind="snn", model=snn.config())
+    record.update(options.pop("record", None) or {})
+    record.update(settings.optimizer_record())
+    return fit(snn, train, settings, settings.make_optimizer(snn.net.parameters()), record=record,
+               encoder=getattr(snn, "encoder", None), **options)

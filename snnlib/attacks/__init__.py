@@ -41,9 +41,11 @@ the released code, one sample path per step).  ``eot=k`` averages the gradient o
 (expectation over transformation, Athalye et al. 2018), i.e. over k independent spike samples.
 
 Randomness and determinism: random starts (PGD), the random step (R-FGSM), the source's Poisson spikes and, with
-``source_train_mode=True``, its dropout masks are all seeded from the attack's ``seed`` at the start of every
-``attack`` call, so the same seed gives identical adversarial images.  The call restores the encoder's state,
-the global RNG and the model's train/eval mode afterwards.
+``source_train_mode=True``, its dropout masks each draw from their own stream derived from the attack's ``seed``
+(:mod:`snnlib.seeding`: "attack.noise", "attack.encoder", "attack.dropout") at the start of every ``attack`` call,
+so the same seed gives identical adversarial images and the streams are independent of each other.  The call
+restores the encoder's state, the dropout generator, the global RNG and the model's train/eval mode afterwards.
+``Attack.get_logits`` is the one forward hook a subclass may override (as in torchattacks).
 """
 from .base import Attack  # noqa: F401
 from .bim import BIM, kurakin_steps  # noqa: F401

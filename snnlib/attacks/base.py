@@ -2,7 +2,8 @@
 
 Every attack works in [0, 1] pixel space with an L-infinity budget ``eps`` (the book quotes eps * 255).  An attack
 gets the input gradient through :func:`snnlib.attacks.gradients.gradient`; :meth:`Attack.get_logits` is the one
-forward hook a subclass may override.
+forward hook a subclass may override (as torchattacks' ``get_logits``): every gradient evaluation and every scoring
+pass of the attack goes through it.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..seeding import ATTACK_DROPOUT, ATTACK_ENCODER, ATTACK_NOISE, derive_seed, generator
 from .checks import check_eot, check_eps, check_inputs, check_int
-from .gradients import check_grad_mode, gradient, resolve_grad_mode
+from .gradients import accepts_forward, check_grad_mode, gradient, resolve_grad_mode
 from .objective import model_device
 
 __all__ = ["Attack"]
@@ -33,11 +35,18 @@ class Attack(abc.ABC):
     source_train_mode: craft with the source in train mode (active dropout, as the released code does), instead
     of eval mode; batch_size: craft in batches of this many images (None = all at once).
 
-    Determinism: at the start of ``attack`` the source's Poisson encoder is reseeded from ``seed`` and, in train
-    mode, the global RNG (dropout masks) is seeded inside ``torch.random.fork_rng``.  Within one call the
+    Determinism and independent streams (:mod:`snnlib.seeding`): at the start of ``attack`` each random draw gets
+    its own stream derived from ``seed``: the random start / random step from ``"attack.noise"``, the source's
+    Poisson encoder is reseeded with ``derive_seed(seed, "attack.encoder")``, and dropout masks (train mode) come
+    from ``"attack.dropout"``: the global RNG (an ANN's ``nn.Dropout``) is seeded with key 0 inside
+    ``torch.random.fork_rng`` and a ``SpikingVGG.dropout_generator`` is set to the key-1 stream.  Within one call the
     encoder's stream just continues, so every gradient evaluation (every step, every EOT pass) sees fresh spikes.
-    After the call the encoder's seed and generator state, the global RNG and the model's train/eval mode are
-    restored, so an attack leaves the model exactly as it found it.
+    After the call the encoder's seed and generator state, the dropout generator, the global RNG and the model's
+    train/eval mode are restored, so an attack leaves the model exactly as it found it.
+
+    get_logits(x) -> logits: the forward the attack differentiates and scores with (default ``self.model(x)``);
+    override it in a subclass to attack a transformed model.  Gradient modes that differentiate a forward of their
+    own ("rate", "rga", "ann_proxy") cannot use an overridden get_logits and are refused with a ValueError.
     """
 
     name = "Attack"
@@ -56,8 +65,12 @@ class Attack(abc.ABC):
         if not isinstance(source_train_mode, bool):
             raise TypeError(f"source_train_mode must be True or False, got {source_train_mode!r}")
         self.targeted, self.source_train_mode = targeted, source_train_mode
-        self.seed = check_int("seed", seed)
+        self.seed = check_int("seed", seed, minimum=0)
         self.batch_size = check_int("batch_size", batch_size, minimum=1, allow_none=True)
+        if self.overrides_get_logits() and not accepts_forward(resolve_grad_mode(model, self.grad_mode)):
+            raise ValueError(f"{type(self).__name__} overrides get_logits, but grad_mode "
+                             f"{resolve_grad_mode(model, self.grad_mode)!r} differentiates a forward of its own; use "
+                             f"'autograd', 'bptt' or 'algorithm1'")
 
     # -- the part subclasses write
     @abc.abstractmethod
@@ -68,43 +81,68 @@ class Attack(abc.ABC):
         """The attack's own hyper-parameters (subclasses add theirs)."""
         return {}
 
+    # -- the forward hook
+    def get_logits(self, x: Tensor) -> Tensor:
+        """Logits (B, classes) of the source at pixels x (B, C, H, W) in [0, 1]; every gradient evaluation and every
+        scoring pass of the attack calls this (override it to attack a transformed model)."""
+        return self.model(x)
+
+    def overrides_get_logits(self) -> bool:
+        """True when a subclass replaced :meth:`get_logits`."""
+        return type(self).get_logits is not Attack.get_logits
+
     # -- shared machinery
     def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """Clip into the eps-ball around x, then into [0, 1]."""
         return torch.clamp(torch.min(torch.max(x_adv, x - self.eps), x + self.eps), 0.0, 1.0)
 
     def gradient(self, x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
-        """Input gradient of the objective with this attack's mode/eot/targeting (source already set up)."""
-        return gradient(self.model, x, y, self.grad_mode, self.eot, self.targeted)
+        """Input gradient of the objective of :meth:`get_logits` with this attack's mode/eot/targeting (source
+        already set up): (grad (B, C, H, W), objective (B,))."""
+        mode = resolve_grad_mode(self.model, self.grad_mode)
+        forward = self.get_logits if accepts_forward(mode) else None
+        return gradient(self.model, x, y, mode, self.eot, self.targeted, forward=forward)
 
-    def _noise(self, shape, gen: torch.Generator, device, kind: str = "uniform") -> Tensor:
-        """Random draws on the CPU generator (device-independent), moved to ``device``."""
-        r = torch.rand(shape, generator=gen) if kind == "uniform" else torch.randn(shape, generator=gen)
+    def _noise(self, shape, gen: torch.Generator, device, kind: str = "uniform",
+               dtype: torch.dtype = torch.float32) -> Tensor:
+        """Random draws of ``dtype`` on the CPU generator (device-independent), moved to ``device``."""
+        if kind == "uniform":
+            r = torch.rand(shape, generator=gen, dtype=dtype)
+        else:
+            r = torch.randn(shape, generator=gen, dtype=dtype)
         return r.to(device)
 
     @contextlib.contextmanager
     def _source(self, device):
-        """Set the source up for crafting (mode, seeded encoder and RNG) and restore everything afterwards."""
+        """Set the source up for crafting (mode, seeded encoder, dropout streams) and restore everything afterwards."""
         model = self.model
         was_training = model.training
         enc = getattr(model, "encoder", None)
         saved = None
         if enc is not None and hasattr(enc, "reseed") and hasattr(enc, "get_state"):
             saved = (enc.seed, enc.get_state(device))
+        has_dropout_generator = hasattr(model, "dropout_generator")
+        old_dropout_generator = getattr(model, "dropout_generator", None)
         devices = []
         if device.type == "cuda":
             devices = [device.index if device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
-            torch.default_generator.manual_seed(self.seed)  # dropout masks in train mode
-            if device.type == "cuda":
-                torch.cuda.manual_seed(self.seed)
+            global_seed = derive_seed(self.seed, ATTACK_DROPOUT, 0)  # an ANN's nn.Dropout in train mode
+            torch.default_generator.manual_seed(global_seed)
+            for index in devices:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(global_seed)
             model.train(self.source_train_mode)
+            if has_dropout_generator:  # a SpikingVGG's dropout masks
+                model.dropout_generator = generator(self.seed, ATTACK_DROPOUT, 1)
             if enc is not None and hasattr(enc, "reseed"):
-                enc.reseed(self.seed)
+                enc.reseed(derive_seed(self.seed, ATTACK_ENCODER))
             try:
                 yield
             finally:
                 model.train(was_training)
+                if has_dropout_generator:
+                    model.dropout_generator = old_dropout_generator
                 if saved is not None:
                     enc.reseed(saved[0])
                     enc.set_state(saved[1], device)
@@ -115,7 +153,7 @@ class Attack(abc.ABC):
         bs = self.batch_size or max(int(x.shape[0]), 1)
         out = []
         with self._source(device):
-            gen = torch.Generator().manual_seed(self.seed)
+            gen = generator(self.seed, ATTACK_NOISE)
             for i in range(0, x.shape[0], bs):
                 out.append(fn(x[i:i + bs].detach().to(device), y[i:i + bs].to(device, torch.long), gen))
         return out

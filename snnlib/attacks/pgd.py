@@ -1,9 +1,9 @@
 """PGD (Madry et al. 2018) with random start and restarts.
 
-Random start as in the released code: x^0 = clamp(x + 2 eps U - eps, 0, 1), U ~ U[0, 1) from the attack's seeded
-generator; then x^{k+1} = clip_{x,eps}(x^k + alpha * sign(grad)).  With ``restarts > 1`` each image keeps the
+Random start as in the released code: x^0 = clamp(x + 2 eps U - eps, 0, 1), U ~ U[0, 1) of x's dtype from the
+attack's "attack.noise" stream (:mod:`snnlib.seeding`); then x^{k+1} = clip_{x,eps}(x^k + alpha * sign(grad)).  With ``restarts > 1`` each image keeps the
 restart that succeeded (misclassified, or classified as the target when targeted) and, among equals, the one with
-the highest objective, both measured by one more forward pass of the source at the final iterate.
+the highest objective, both measured by one more forward pass (``get_logits``) of the source at the final iterate.
 Released-code defaults: eps = 8/255, alpha = 2/255, 7 steps, random start.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ class PGD(Attack):
     def _run(self, x, y, gen):
         x_adv = x.clone()
         if self.random_start:
-            u = self._noise(x.shape, gen, x.device)
+            u = self._noise(x.shape, gen, x.device, dtype=x.dtype)
             x_adv = torch.clamp(x + 2 * self.eps * u - self.eps, 0.0, 1.0)
         for _ in range(self.steps):
             g, _ = self.gradient(x_adv, y)
@@ -48,7 +48,7 @@ class PGD(Attack):
 
     @torch.no_grad()
     def _score(self, x_adv, y):
-        logits = self.model(x_adv)
+        logits = self.get_logits(x_adv)
         obj = attack_objective(logits, y, self.targeted)
         pred = logits.argmax(1)
         success = pred == y if self.targeted else pred != y

@@ -47,7 +47,6 @@ from torch import Tensor, nn
 
 from ..encoding import normalize, quantize
 from ..models import VGG, SpikingVGG
-from ..neurons import multistep_forward
 from .objective import input_gradient
 
 __all__ = ["RATE_RULES", "rate_forward", "grad_rate", "grad_rga", "grad_ann_proxy", "require_snn"]
@@ -87,26 +86,27 @@ def _encoder_mean(enc: nn.Module, x: Tensor) -> Tensor:
 def _simulate_rates(snn: SpikingVGG, x: Tensor, masks: Optional[List[Tensor]]) -> Tuple[Tensor, List[tuple]]:
     """Run the real SNN (no graph) and keep time averages: (input rate (B, C, H, W), [(mean current, mean output
     rate) per spiking layer, each (B, ...)]).  Simulates at most ``snn.time_chunk`` steps at once, carrying the
-    membranes over, so memory does not grow with T."""
-    T, net = snn.T, snn.net
+    membranes over (``SpikingVGG.run_pieces``), so memory does not grow with T."""
+    T = snn.T
     chunk = min(snn.time_chunk or T, T)
-    states: Dict[int, Tensor] = {}
     sums: Dict[int, List[Tensor]] = {}
-    in_sum, done = None, 0
+    in_sum: Optional[Tensor] = None
 
-    def spiking(cur: Tensor, li: int) -> Tensor:
-        s, states[li], _ = multistep_forward(cur, snn.thresholds[li], snn.leak, snn.reset, snn.delay,
-                                         states.get(li), keep_v=False)
+    def pieces():
+        nonlocal in_sum
+        done = 0
+        while done < T:
+            n = min(chunk, T - done)
+            h = snn.encoder(x, n)
+            in_sum = h.sum(0) if in_sum is None else in_sum + h.sum(0)
+            yield h
+            done += n
+
+    def on_layer(li: int, cur: Tensor, s: Tensor) -> None:
         c, r = cur.sum(0), s.sum(0)
         sums[li] = [c, r] if li not in sums else [sums[li][0] + c, sums[li][1] + r]
-        return s
 
-    while done < T:
-        n = min(chunk, T - done)
-        h = snn.encoder(x, n)
-        in_sum = h.sum(0) if in_sum is None else in_sum + h.sum(0)
-        net.walk(h, spiking, masks, snn.channels_last)
-        done += n
+    snn.run_pieces(pieces(), masks, on_layer)
     return in_sum / T, [(sums[i][0] / T, sums[i][1] / T) for i in range(len(sums))]
 
 

@@ -1,7 +1,7 @@
 """R-FGSM (Tramèr et al. 2018): a random signed step of size alpha, then an FGSM step of size eps - alpha.
 
 x' = clip_[0,1](x + alpha * sign(N(0, I))); x_adv = clip_{x,eps}(x' + (eps - alpha) * sign(grad at x')).
-The normal draw comes from the attack's seeded generator.
+The normal draw (of x's dtype) comes from the attack's "attack.noise" stream (:mod:`snnlib.seeding`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class RFGSM(Attack):
         return dict(alpha=self.alpha, alpha_255=round(self.alpha * 255, 6))
 
     def _attack_batch(self, x, y, gen):
-        noise = self._noise(x.shape, gen, x.device, "normal")
+        noise = self._noise(x.shape, gen, x.device, "normal", dtype=x.dtype)
         x1 = torch.clamp(x + self.alpha * torch.sign(noise), 0.0, 1.0)
         if self.eps - self.alpha <= 0:
             return x1

@@ -7,6 +7,7 @@ from torch import nn
 from snnlib import VGG, PoissonEncoder, SpikingVGG, data
 from snnlib.attacks import BIM, FGSM, GRAD_MODES, PGD, RFGSM, Attack, gradient, kurakin_steps
 from snnlib.robustness.prediction import predict
+from snnlib.seeding import derive_seed, generator
 from snnlib.train import fit
 
 EPS = 8 / 255
@@ -95,14 +96,14 @@ def test_pgd_and_bim_match_textbook_loop(tiny, targeted):
 
 def test_pgd_random_start_and_rfgsm_follow_their_formulas(tiny):
     x, y = _inputs()
-    # PGD: x0 = clamp(x + 2 eps U - eps, 0, 1) with U from a generator seeded by the attack seed
-    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7))
+    # PGD: x0 = clamp(x + 2 eps U - eps, 0, 1) with U from the attack seed's "attack.noise" stream
+    u = torch.rand(x.shape, generator=generator(7, "attack.noise"))
     ref = torch.clamp(x + 2 * EPS * u - EPS, 0, 1)
     ref = torch.clamp(torch.min(torch.max(ref + (2 / 255) * _ref_grad(tiny, ref, y).sign(), x - EPS), x + EPS), 0, 1)
     torch.testing.assert_close(PGD(tiny, eps=EPS, alpha=2 / 255, steps=1, seed=7)(x, y), ref, rtol=0, atol=1e-6)
     # R-FGSM: x' = clip(x + a sign(N(0,1))); x' + (eps - a) sign(grad at x'), projected
     a = EPS / 2
-    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    n = torch.randn(x.shape, generator=generator(7, "attack.noise"))
     x1 = torch.clamp(x + a * n.sign(), 0, 1)
     ref = torch.clamp(torch.min(torch.max(x1 + (EPS - a) * _ref_grad(tiny, x1, y).sign(), x - EPS), x + EPS), 0, 1)
     torch.testing.assert_close(RFGSM(tiny, eps=EPS, seed=7)(x, y), ref, rtol=0, atol=1e-6)
@@ -334,3 +335,122 @@ def test_base_class_repr_and_config(tiny):
     assert "8/255" in repr(atk)
     assert isinstance(atk, Attack)
     assert _snn().encoder is not None and PGD(_snn(), eps=EPS).config()["grad_mode_resolved"] == "bptt"
+
+
+# ------------------------------------------------------------------------------------ the get_logits hook
+class FlippedFGSM(FGSM):
+    """Attacks x -> model(x flipped left-right): the hook decides what the gradient is taken of."""
+
+    def get_logits(self, x):
+        return self.model(x.flip(-1))
+
+
+def test_get_logits_override_changes_what_is_differentiated(tiny):
+    x, y = _inputs()
+    flipped = lambda z: tiny(z.flip(-1))  # noqa: E731
+    ref = torch.clamp(x + EPS * _ref_grad(flipped, x, y).sign(), 0, 1)
+    out = FlippedFGSM(tiny, eps=EPS)(x, y)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-7)
+    assert not torch.allclose(out, FGSM(tiny, eps=EPS)(x, y))
+
+
+class CountingPGD(PGD):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls = 0
+
+    def get_logits(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def test_every_gradient_pass_and_score_goes_through_get_logits():
+    snn = _snn(T=2).eval()
+    x, y = _inputs(2)
+    atk = CountingPGD(snn, eps=EPS, alpha=2 / 255, steps=3, eot=2, restarts=2, seed=0)
+    out = atk(x, y)
+    # 2 restarts x 3 steps x 2 EOT passes, plus one scoring pass per restart
+    assert atk.calls == 2 * 3 * 2 + 2
+    # the default hook is the model itself: the same numbers as the plain attack
+    assert torch.equal(out, PGD(snn, eps=EPS, alpha=2 / 255, steps=3, eot=2, restarts=2, seed=0)(x, y))
+
+
+def test_custom_forward_reaches_algorithm1_and_bptt_alike():
+    snn = _snn(T=3).eval()
+    x, y = _inputs(2)
+    scaled = lambda z: 3.0 * snn(z)  # noqa: E731
+    snn.encoder.reseed(4)
+    g1, o1 = gradient(snn, x, y, "algorithm1", forward=scaled)
+    snn.encoder.reseed(4)
+    g2, o2 = gradient(snn, x, y, "bptt", forward=scaled)
+    snn.encoder.reseed(4)
+    g_plain, _ = gradient(snn, x, y, "bptt")
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6 * float(g2.abs().max()))
+    torch.testing.assert_close(o1, o2)
+    assert not torch.allclose(g2, g_plain)
+
+
+def test_overridden_get_logits_refused_for_modes_with_their_own_forward():
+    snn = _snn(T=2)
+    x, y = _inputs(2)
+    for mode in ("rate", "rga", "ann_proxy"):
+        with pytest.raises(ValueError, match="get_logits"):
+            CountingPGD(snn, eps=EPS, grad_mode=mode)
+        with pytest.raises(ValueError, match="forward"):
+            gradient(snn, x, y, mode, forward=snn)
+    CountingPGD(snn, eps=EPS, grad_mode="algorithm1")  # accepted
+
+
+# ------------------------------------------------------------------------------------ independent random streams
+class SpyPGD(PGD):
+    """Records, at the first forward of the crafting, the source's encoder seed, its dropout generator's seed and
+    the random-start iterate."""
+
+    seen = None
+
+    def get_logits(self, x):
+        if self.seen is None:
+            dg = self.model.dropout_generator
+            self.seen = dict(encoder_seed=self.model.encoder.seed, start=x.detach().clone(),
+                             dropout_seed=None if dg is None else dg.initial_seed(), training=self.model.training)
+        return self.model(x)
+
+
+def test_attack_streams_are_distinct_and_restored():
+    snn = _snn(T=2).eval()
+    x, y = _inputs(3)
+    seed = 5
+    rng = torch.get_rng_state()
+    atk = SpyPGD(snn, eps=EPS, alpha=2 / 255, steps=1, seed=seed, source_train_mode=True)
+    atk(x, y)
+    seen = atk.seen
+    noise_seed = derive_seed(seed, "attack.noise")
+    assert seen["encoder_seed"] == derive_seed(seed, "attack.encoder")
+    assert seen["dropout_seed"] == derive_seed(seed, "attack.dropout", 1) and seen["training"]
+    assert len({noise_seed, seen["encoder_seed"], seen["dropout_seed"]}) == 3
+    # the random start used the noise stream ...
+    u = torch.rand(x.shape, generator=generator(seed, "attack.noise"))
+    torch.testing.assert_close(seen["start"], torch.clamp(x + 2 * EPS * u - EPS, 0, 1), rtol=0, atol=1e-7)
+    # ... and the encoder's first Poisson step drew other numbers (the two were the same stream before)
+    r0 = torch.rand((2,) + tuple(x.shape), generator=torch.Generator().manual_seed(seen["encoder_seed"]))[0]
+    assert float((r0 - u).abs().max()) > 0.5
+    assert abs(float(torch.corrcoef(torch.stack([r0.flatten(), u.flatten()]))[0, 1])) < 0.05
+    # everything is restored
+    assert snn.dropout_generator is None and snn.encoder.seed == 0 and not snn.training
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_same_seed_same_images_with_dropout_source():
+    snn = _snn(T=3).eval()
+    x, y = _inputs(3)
+    kw = dict(eps=EPS, alpha=2 / 255, steps=2, source_train_mode=True)
+    a = PGD(snn, seed=3, **kw)(x, y)
+    torch.manual_seed(999)  # the caller's global RNG does not matter
+    b = PGD(snn, seed=3, **kw)(x, y)
+    c = PGD(snn, seed=4, **kw)(x, y)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_negative_seed_is_refused(tiny):
+    with pytest.raises(ValueError, match="seed"):
+        PGD(tiny, eps=EPS, seed=-1)

@@ -183,3 +183,51 @@ def test_rate_scales_firing():
     s = PoissonEncoder(seed=0, rate=0.25)(x, 2000)
     p, n = 0.25, s.numel()
     assert abs(s.mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+# ------------------------------------------------------------------ per-sample streams
+def test_sample_seeds_give_each_image_its_own_stream():
+    x = _pixels(5)
+    enc = PoissonEncoder(seed=0)
+    batch_state = enc.get_state().clone()
+    seeds = torch.tensor([11, 12, 13, 14, 15])
+    enc.set_sample_seeds(seeds)
+    s = enc(x, 6)
+    assert s.shape == (6,) + tuple(x.shape)
+    # image b's spikes are those of a one-image encoder seeded with seeds[b]: independent of the batch
+    for b in (0, 3):
+        alone = PoissonEncoder(seed=int(seeds[b]))(x[b:b + 1], 6)
+        assert torch.equal(s[:, b:b + 1], alone)
+    # a sub-batch with the matching seeds gives the same spikes per image
+    enc.set_sample_seeds(seeds[2:4])
+    assert torch.equal(enc(x[2:4], 6), s[:, 2:4])
+    # streams continue across calls (time chunks): 2 + 4 steps == 6 steps
+    enc.set_sample_seeds(seeds)
+    chunked = torch.cat([enc(x, 2), enc(x, 4)])
+    assert torch.equal(chunked, s)
+    # the batch generator was not used; None returns to it with its old numbers
+    assert torch.equal(enc.get_state(), batch_state)
+    enc.set_sample_seeds(None)
+    assert torch.equal(enc(x, 6), PoissonEncoder(seed=0)(x, 6))
+
+
+def test_sample_seeds_errors():
+    enc = PoissonEncoder()
+    enc.set_sample_seeds(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="per-sample seeds"):
+        enc(_pixels(3), 2)
+    with pytest.raises(ValueError, match="1-D integer"):
+        enc.set_sample_seeds(torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="ints"):
+        enc.set_sample_seeds([1, "2"])
+    enc.set_sample_seeds(None)
+    with pytest.raises(RuntimeError, match="set_sample_seeds"):
+        enc.sample_generators("cpu")
+
+
+def test_sample_seeds_keep_the_straight_through_gradient():
+    x = _pixels(2).requires_grad_(True)
+    enc = PoissonEncoder(grad="ste")
+    enc.set_sample_seeds([3, 4])
+    enc(x, 5).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 2.0 * 5))  # d x_norm / dx = 2, summed over 5 steps

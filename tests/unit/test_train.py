@@ -1,11 +1,15 @@
 import hashlib
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from snnlib.data import load
+from snnlib.data import batches, load, to_float
 from snnlib.models import SpikingVGG, build_ann
-from snnlib.train import CheckpointMismatch, load_checkpoint, train_ann, train_snn
+from snnlib.train import CheckpointMismatch, TrainConfig, fit, load_checkpoint, train_ann, train_snn
 
 
 
@@ -113,3 +117,133 @@ def test_bad_arguments(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
     assert train_ann(net, tiny, 0, progress=False)["loss"] == []
+
+
+# ------------------------------------------------------------------ settings record, batch iterables, RNG hygiene
+def test_checkpoint_record_keeps_its_keys(tiny, tmp_path):
+    """Checkpoints written before TrainConfig keep matching: new settings appear only when not at their defaults."""
+    train_ann(build_ann("vgg5"), tiny, 1, batch_size=64, progress=False, checkpoint=tmp_path / "a.pt")
+    cfg = load_checkpoint(tmp_path / "a.pt")["config"]
+    assert set(cfg) == {"kind", "model", "momentum", "weight_decay", "optimizer", "epochs", "batch_size", "seed",
+                        "lr", "milestones", "lr_reduce", "augment", "data"}
+    assert cfg["augment"] is True and cfg["optimizer"] == "sgd" and cfg["milestones"] == [0.6, 0.8, 0.9]
+    train_ann(build_ann("vgg5"), tiny, 1, batch_size=64, progress=False, checkpoint=tmp_path / "b.pt",
+              schedule="cosine", label_smoothing=0.1)
+    cfg = load_checkpoint(tmp_path / "b.pt")["config"]
+    assert cfg["schedule"] == "cosine" and cfg["label_smoothing"] == 0.1
+    with pytest.raises(CheckpointMismatch, match="schedule"):
+        train_ann(build_ann("vgg5"), tiny, 1, batch_size=64, progress=False, checkpoint=tmp_path / "b.pt",
+                  label_smoothing=0.1)
+
+
+def test_fit_leaves_the_callers_rng_alone_and_ignores_it(tiny):
+    a = build_ann("vgg5", seed=0)  # (building draws from the global RNG: torch's default layer init)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    train_ann(a, tiny, 1, batch_size=32, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(6)  # another caller state: the same weights (fit seeds its own dropout stream)
+    b = build_ann("vgg5", seed=0)
+    train_ann(b, tiny, 1, batch_size=32, progress=False)
+    assert _state_equal(a.state_dict(), b.state_dict())
+    c = build_ann("vgg5", seed=0)
+    train_ann(c, tiny, 1, batch_size=32, progress=False, seed=1)
+    assert not _state_equal(a.state_dict(), c.state_dict())
+
+
+def test_train_config_equals_keywords(tiny):
+    a, b, c = build_ann("vgg5", seed=0), build_ann("vgg5", seed=0), build_ann("vgg5", seed=0)
+    ha = train_ann(a, tiny, 2, batch_size=32, lr=0.02, progress=False)
+    hb = train_ann(b, tiny, TrainConfig.ann(2, batch_size=32), lr=0.02, progress=False)
+    hc = fit(c, tiny, TrainConfig(epochs=2, batch_size=32, lr=0.02), progress=False)  # fit builds the SGD itself
+    assert ha["loss"] == hb["loss"] == hc["loss"]
+    assert _state_equal(a.state_dict(), b.state_dict()) and _state_equal(a.state_dict(), c.state_dict())
+    snn_cfg = TrainConfig.snn(3)
+    assert (snn_cfg.optimizer, snn_cfg.lr, snn_cfg.lr_reduce, snn_cfg.amsgrad) == ("adam", 1e-4, 5.0, True)
+    assert isinstance(snn_cfg.make_optimizer([nn.Parameter(torch.zeros(1))]), torch.optim.Adam)
+    with pytest.raises(TypeError, match="unknown training setting.*lerning_rate"):
+        train_ann(build_ann("vgg5"), tiny, 1, lerning_rate=0.1, progress=False)
+
+
+def test_cosine_and_step_schedules():
+    cos = TrainConfig(epochs=4, lr=0.1, schedule="cosine")
+    assert [cos.lr_at(e) for e in range(4)] == pytest.approx(
+        [0.1, 0.05 * (1 + math.cos(math.pi / 4)), 0.05, 0.05 * (1 - math.cos(math.pi / 4))])
+    step = TrainConfig(epochs=10, lr=1.0, milestones=(0.5, 0.8), lr_reduce=10.0)
+    assert [step.lr_at(e) for e in (0, 4, 5, 7, 8, 9)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def _linear(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+
+
+def test_label_smoothing_is_the_loss_trained_on():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 3, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
+    model = _linear()
+    with torch.no_grad():
+        expected = float(F.cross_entropy(model(x), y, label_smoothing=0.2))
+        plain = float(F.cross_entropy(model(x), y))
+    hist = fit(model, [(x, y)], 1, lr=1e-3, label_smoothing=0.2, progress=False)
+    assert hist["loss"][0] == pytest.approx(expected, rel=1e-6) and abs(expected - plain) > 1e-3
+
+
+def test_batch_list_equals_split(tiny):
+    """A list holding the batches fit would draw from a Split trains to the very same weights."""
+    split = load("cifar10", "train", n=48, source="subset")
+    listed = list(batches(split, 16, shuffle=True, augment=False, generator=torch.Generator().manual_seed(3)))
+    a, b = build_ann("vgg5", seed=0), build_ann("vgg5", seed=0)
+    ha = fit(a, split, 1, batch_size=16, seed=3, augment=False, progress=False)
+    hb = fit(b, listed, 1, seed=3, progress=False)  # augment defaults to False for a batch iterable
+    assert ha["loss"] == hb["loss"] and _state_equal(a.state_dict(), b.state_dict())
+
+
+def _loader(split, seed=1):
+    ds = TensorDataset(to_float(split.images), split.labels)
+    return DataLoader(ds, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def test_dataloader_resume_equals_uninterrupted(tmp_path):
+    split = load("cifar10", "train", n=48, source="subset")
+    kw = dict(progress=False, lr=0.02)
+    straight = build_ann("vgg5", seed=0)
+    h = train_ann(straight, _loader(split), 2, **kw)
+    first = build_ann("vgg5", seed=0)
+    ck = tmp_path / "d.pt"
+    train_ann(first, _loader(split), 2, checkpoint=ck, stop_after=1, **kw)
+    assert "loader" in load_checkpoint(ck)["rng"]
+    resumed = build_ann("vgg5", seed=4)
+    h2 = train_ann(resumed, _loader(split), 2, checkpoint=ck, **kw)  # a fresh loader: its state comes from ck
+    assert h2["loss"] == h["loss"] and _state_equal(resumed.state_dict(), straight.state_dict())
+    assert load_checkpoint(ck)["config"]["data"] == {"source": "DataLoader", "batches": 3, "n": 48}
+
+
+def test_batch_source_errors(tiny):
+    net = build_ann("vgg5")
+    with pytest.raises(TypeError, match="one-shot"):
+        fit(net, (b for b in [(torch.rand(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))]), 1, progress=False)
+    with pytest.raises(TypeError, match="iterable of"):
+        fit(net, 3, 1, progress=False)
+    with pytest.raises(TypeError, match="float pixels"):
+        fit(net, [(torch.zeros(2, 32, 32, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))], 1,
+            progress=False)
+    with pytest.raises(TypeError, match="not an"):
+        fit(net, [(torch.zeros(2, 3, 32, 32), torch.zeros(2), torch.zeros(2))], 1, progress=False)
+
+
+@pytest.mark.parametrize("kw, exc, word", [
+    (dict(schedule="linear"), ValueError, "schedule"),
+    (dict(label_smoothing=1.0), ValueError, "label_smoothing"),
+    (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer"),
+    (dict(milestones="0.5"), TypeError, "milestones"),
+    (dict(milestones=(0.5, 1.5)), ValueError, r"milestones\[1\]"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(lr="0.1"), TypeError, "lr"),
+    (dict(augment="yes"), TypeError, "augment"),
+    (dict(weight_decay=-1.0), ValueError, "weight_decay"),
+])
+def test_bad_train_config(kw, exc, word):
+    with pytest.raises(exc, match=word):
+        TrainConfig(epochs=1, **kw)
