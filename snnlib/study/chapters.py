@@ -1,10 +1,13 @@
 """The computations behind each chapter of the book, so that notebooks only call snnlib.
 
 ``setup(params, notebook)`` validates the notebook's parameters, loads the test images and the trained models
-(``pipeline.build_models`` for every training seed) and returns a ``Context``.  The functions below produce plain,
-JSON-able rows (accuracies carry their 95 % Clopper-Pearson intervals) that the notebooks plot, glue and save.
-Adversarial examples are cached in the artifact cache under the source model, the attack and the images, so the
-chapters that need the same attack (e.g. white-box PGD at 8/255) craft it once.
+(``pipeline.build_models`` for every training seed) and returns a ``Context``.  One function per chapter returns
+that chapter's typed results record (:mod:`snnlib.study.records`): :func:`models_results`,
+:func:`discretization_results`, :func:`leak_results`, :func:`training_method_results`,
+:func:`attack_source_results`, :func:`gradient_masking_results`; ``Context.save`` writes it with the parameters,
+data, scale note and provenance.  Accuracies carry their 95 % Clopper-Pearson intervals; budgets ``eps_255`` are
+in 1/255.  Adversarial examples are cached in the artifact cache under the source model, the attack and the
+images, so the chapters that need the same attack (e.g. white-box PGD at 8/255) craft it once.
 """
 from __future__ import annotations
 
@@ -12,28 +15,43 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .. import data as D
 from ..attacks import ATTACKS, Attack
+from ..attacks.suite import adaptive_suite, default_alpha, surrogate_variants
 from ..encoding import PoissonEncoder
-from ..models import SpikingVGG, VGG
-from ..robustness.prediction import predict
-from .cache import ArtifactCache, config_key
-from .results import write_result
+from ..models import SpikingVGG
+from ..robustness.evaluation import evaluate_attack, transfer_matrix
+from ..robustness.masking import badge, run_checks, zero_gradients
+from ..robustness.prediction import accuracy, predict
+from ..robustness.worst_case import evaluate_worst_case
+from ..stats import Accuracy, accuracy_from_counts
+from .cache import ArtifactCache
+from .claims import PAPER_TABLE_I
+from .formatting import format_percent
 from .pipeline import ModelSet, build_models, resolve_device
 from .profiles import KNOWN_PARAMS, ProfileError, validate_overrides
-from ..robustness.evaluation import RobustnessResult, evaluate_attack
-from ..stats import accuracy_from_counts
+from .records import (AttackRecord, AttackSourceResults, ChapterFile, CheckRecord, ClaimRow, CleanRow,
+                      DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
+                      LeakResults, LeakRow, MaskingReport, ModelsResults, SummaryFile, TimestepPoint,
+                      TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
+from .results import provenance
 
-__all__ = ["Context", "check_params", "setup", "make_attack", "clean_accuracy", "clean_table",
-           "accuracy_vs_T", "attack_result", "collect_params", "main_eps", "eps_sweep", "layer_perturbation", "model_key", "KINDS"]
+__all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "setup", "model_key",
+           "make_attack", "clean_accuracy", "clean_table", "conversion_timesteps", "accuracy_vs_T", "training_histories",
+           "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
+           "discretization_results", "leak_results", "training_method_results", "attack_source_results",
+           "zero_gradient_share", "adaptive_attacks", "masking_report", "gradient_masking_results",
+           "save_summary", "KINDS", "PAPER_TABLE_I"]
 
 KINDS = ("ANN", "SNN-conv", "SNN-BP")
 ATTACK_GRAD_MODE = "algorithm1"  # the papers' SNN-crafted attack (Algorithm 1); equal to BPTT + straight-through
+
 
 
 def check_params(notebook: str, params: Mapping[str, Any]) -> Dict[str, Any]:
@@ -68,7 +86,7 @@ def collect_params(namespace: Mapping[str, Any], notebook: str) -> Dict[str, Any
 def model_key(ms: ModelSet, kind: str, model: nn.Module) -> Dict[str, Any]:
     """What identifies a model: the artifact config that trained it plus its run-time settings (T, leak, ...)."""
     cfg = dict(artifact=ms.info["configs"][kind], kind=kind)
-    cfg["runtime"] = model.config() if isinstance(model, SpikingVGG) else model.config()
+    cfg["runtime"] = model.config()
     return json.loads(json.dumps(cfg, sort_keys=True, default=str))
 
 
@@ -105,15 +123,19 @@ class Context:
                 f"{p['arch']}, ANN {p['epochs_ann']} epochs, SNN-BP {p['epochs_snn']} epochs at T={p['T_bp']}, "
                 f"SNN-conv T={p['T_conv']}; 95% Clopper-Pearson intervals")
 
-    def save(self, results: Mapping[str, Any]) -> str:
-        """Write results/<profile>/<notebook>.json with parameters, data, scale and wall time."""
-        payload = dict(notebook=self.notebook, profile=self.params["profile"],
-                       parameters={k: v for k, v in self.params.items() if k != "results_dir"},
-                       data=dict(test=self.test.info(), attack=self.attack_split.info() if self.attack_split else None,
-                                 train=self.models[0].info["train_data"]),
-                       scale_note=self.scale_note(), device=str(self.device), results=dict(results))
-        return str(write_result(self.params["results_dir"], self.notebook, payload,
-                                wall_time_s=time.time() - self.started))
+    def chapter_file(self, results) -> ChapterFile:
+        """The file record of this chapter around its typed ``results`` (parameters, data, provenance)."""
+        return ChapterFile(
+            notebook=self.notebook, profile=self.params["profile"],
+            parameters={k: v for k, v in self.params.items() if k != "results_dir"},
+            data=dict(test=self.test.info(), attack=self.attack_split.info() if self.attack_split else None,
+                      train=self.models[0].info["train_data"]),
+            scale_note=self.scale_note(), device=str(self.device), results=results,
+            wall_time_s=time.time() - self.started, **provenance())
+
+    def save(self, results) -> str:
+        """Write ``<results_dir>/<notebook>.json`` (:func:`snnlib.study.records.write_record`); returns the path."""
+        return str(write_record(self.params["results_dir"], self.chapter_file(results)))
 
 
 def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=print,
@@ -133,28 +155,80 @@ def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=
 
 
 # ----------------------------------------------------------------------------------------------------- accuracy
-def clean_accuracy(model: nn.Module, split_or_xy, seed: int = 0, batch_size: int = 128) -> Dict[str, Any]:
-    """{'value', 'low', 'high', 'correct', 'total', ...} of a model on a Split or (x, y)."""
-    from ..robustness.prediction import accuracy
-    return accuracy(model, split_or_xy, batch_size=batch_size, seed=seed).to_dict()
+def clean_accuracy(model: nn.Module, split_or_xy, seed: int = 0, batch_size: int = 128) -> Accuracy:
+    """Clean accuracy (with its interval) of a model on a Split or (x, y)."""
+    return accuracy(model, split_or_xy, batch_size=batch_size, seed=seed)
 
 
-def clean_table(ctx: Context) -> List[Dict[str, Any]]:
+def clean_table(ctx: Context) -> List[CleanRow]:
     """Clean test accuracy of the three kinds for every training seed."""
     rows = []
     for ms in ctx.models:
         for kind, model in ms.kinds().items():
-            rows.append(dict(kind=kind, seed=ms.seed, T=getattr(model, "T", None), leak=getattr(model, "leak", None),
-                             accuracy=clean_accuracy(model, ctx.test, ctx.params["eval_seed"])))
+            rows.append(CleanRow(kind=kind, seed=ms.seed, T=getattr(model, "T", None),
+                                 leak=getattr(model, "leak", None),
+                                 accuracy=clean_accuracy(model, ctx.test, ctx.params["eval_seed"])))
     return rows
 
 
-def accuracy_vs_T(model: SpikingVGG, split, T_values: Iterable[int], seed: int = 0) -> List[Dict[str, Any]]:
+def conversion_timesteps(T_conv: int) -> List[int]:
+    """Timesteps at which chapter 1 measures the converted SNN: T_conv / 4 ... 4 T_conv (at least 6)."""
+    return sorted({max(6, T_conv // 4), max(6, T_conv // 2), T_conv, 2 * T_conv, 4 * T_conv})
+
+
+def accuracy_vs_T(model: SpikingVGG, split, T_values: Iterable[int], seed: int = 0) -> List[TimestepPoint]:
     """Clean accuracy of an SNN at several inference timesteps (same weights and thresholds)."""
-    return [dict(T=int(T), accuracy=clean_accuracy(model.twin(T=int(T)), split, seed)) for T in T_values]
+    return [TimestepPoint(T=int(T), accuracy=clean_accuracy(model.twin(T=int(T)), split, seed)) for T in T_values]
+
+
+def training_histories(ctx: Context) -> Dict[str, Optional[Dict[str, List[float]]]]:
+    """{"ANN seed 0": {"loss": [...], "acc": [...]}, "SNN-BP seed 0": ...}: per-epoch training loss and accuracy
+    (fraction) of every trained model (None when the cache entry predates histories)."""
+    out: Dict[str, Optional[Dict[str, List[float]]]] = {}
+    for ms in ctx.models:
+        out[f"ANN seed {ms.seed}"] = ms.info.get("ann_history")
+        out[f"SNN-BP seed {ms.seed}"] = ms.info.get("snn_bp_history")
+    return out
+
+
+def models_results(ctx: Context) -> ModelsResults:
+    """Chapter 1: clean accuracies, the converted SNN against T and the thresholds of every seed."""
+    return ModelsResults(
+        clean=clean_table(ctx),
+        conv_vs_T=accuracy_vs_T(ctx.target.snn_conv, ctx.test, conversion_timesteps(ctx.params["T_conv"]),
+                                ctx.params["eval_seed"]),
+        thresholds={f"seed {ms.seed}": [round(float(t), 3) for t in ms.info["thresholds"]] for ms in ctx.models},
+        snn_bp_thresholds={f"seed {ms.seed}": [float(t) for t in ms.info["snn_bp_thresholds"]]
+                           for ms in ctx.models},
+        paper_table_I=dict(PAPER_TABLE_I))
 
 
 # ----------------------------------------------------------------------------------------------------- attacks
+@dataclass
+class AttackPair:
+    """Who crafts and who is scored: ``source`` (of kind ``source_kind`` in ``source_set``) and ``target``.
+
+    The source's set and kind identify the crafted examples in the cache; the names label the result.
+    """
+
+    source: nn.Module
+    source_name: str
+    source_set: ModelSet
+    source_kind: str
+    target: nn.Module
+    target_name: str
+
+    @classmethod
+    def whitebox(cls, model: nn.Module, kind: str, model_set: ModelSet) -> "AttackPair":
+        """The attack crafted on the target itself (``model`` may be a twin of the set's model, e.g. other T)."""
+        return cls(source=model, source_name=kind, source_set=model_set, source_kind=kind, target=model,
+                   target_name=kind)
+
+    @property
+    def is_whitebox(self) -> bool:
+        return self.source is self.target
+
+
 def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str, Any], *,
                 grad_mode: Optional[str] = None, **kw) -> Attack:
     """An attack of the papers' family by name ("fgsm", "rfgsm", "bim", "pgd") at eps_255 / 255.
@@ -174,21 +248,25 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
     return cls(model, eps, grad_mode=grad_mode, seed=int(params["eval_seed"]), **kw)
 
 
-def _adv_cached(ctx: Context, source_key: Dict[str, Any], attack: Attack, x: Tensor, y: Tensor) -> Tensor:
+def _adv_cached(ctx: Context, pair: AttackPair, attack: Attack, x: Tensor, y: Tensor) -> Tensor:
+    """attack(x, y), from the artifact cache when the same source, attack and images were crafted before."""
+    if ctx.cache is None:
+        return attack(x, y)
     if ctx.attack_split is not None and x is ctx.x:
         images = ctx.attack_split.info()["indices_sha256"]
     else:
         images = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-    cfg = dict(source=source_key, attack=attack.config(), images=images)
-
-    def build():
-        return {"x_adv": attack(x, y).cpu()}
-
-    return ctx.cache.get_or_build("adversarial", cfg, build)["x_adv"]
+    cfg = dict(source=model_key(pair.source_set, pair.source_kind, pair.source), attack=attack.config(),
+               images=images)
+    return ctx.cache.get_or_build("adversarial", cfg, lambda: {"x_adv": attack(x, y).cpu()})["x_adv"]
 
 
 class _Precrafted(Attack):
-    """An Attack that returns already-crafted examples (so evaluate_attack can score cached ones)."""
+    """An Attack that returns already-crafted examples (so the robustness API can score cached ones).
+
+    Its ``model``, ``eps`` and ``config()`` are those of the attack that crafted them; ``input_gradient`` is that
+    attack's too (for the zero-gradient check).
+    """
 
     def __init__(self, attack: Attack, x_adv: Tensor):
         self.__dict__.update(attack.__dict__)
@@ -209,31 +287,31 @@ class _Precrafted(Attack):
         return self._inner.input_gradient(x, y)
 
 
-def attack_result(ctx: Context, target: nn.Module, target_name: str, source: nn.Module, source_name: str,
-                  source_set: ModelSet, source_kind: str, attack_name: str, eps_255: float,
-                  zero_grad_check: bool = True, x: Optional[Tensor] = None, y: Optional[Tensor] = None,
-                  **attack_kw) -> Dict[str, Any]:
-    """One robustness number: ``attack_name`` at eps_255/255 crafted on ``source``, evaluated on ``target``.
+def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: float, *,
+                  zero_grad_check: Optional[bool] = None, x: Optional[Tensor] = None, y: Optional[Tensor] = None,
+                  **attack_kw) -> AttackRecord:
+    """One robustness number: ``attack_name`` at eps_255/255 crafted on ``pair.source``, scored on ``pair.target``.
 
-    Returns RobustnessResult.to_dict() plus the names; the crafted examples are cached.
+    x, y: images (N, 3, 32, 32) in [0, 1] and labels (default: the chapter's attack images).  zero_grad_check:
+    measure the share of zero source gradients (default: for white-box pairs only).  The crafted examples are
+    cached.
     """
     x = ctx.x if x is None else x
     y = ctx.y if y is None else y
-    atk = make_attack(attack_name, source, eps_255, ctx.params, **attack_kw)
-    x_adv = _adv_cached(ctx, model_key(source_set, source_kind, source), atk, x, y) if ctx.cache else atk(x, y)
-    res = evaluate_attack(target, _Precrafted(atk, x_adv), x, y, eval_seed=ctx.params["eval_seed"],
-                          zero_grad_check=zero_grad_check, source_name=source_name, target_name=target_name)
-    out = res.to_dict()
-    out.update(attack_name=attack_name.upper(), eps_255=float(eps_255), whitebox=source is target)
-    return out
+    if zero_grad_check is None:
+        zero_grad_check = pair.is_whitebox
+    atk = make_attack(attack_name, pair.source, eps_255, ctx.params, **attack_kw)
+    x_adv = _adv_cached(ctx, pair, atk, x, y)
+    res = evaluate_attack(pair.target, _Precrafted(atk, x_adv), x, y, eval_seed=ctx.params["eval_seed"],
+                          zero_grad_check=zero_grad_check, source_name=pair.source_name,
+                          target_name=pair.target_name)
+    return AttackRecord.from_result(res, attack_name, whitebox=pair.is_whitebox)
 
 
-def eps_sweep(ctx: Context, target: nn.Module, target_name: str, source: nn.Module, source_name: str,
-              source_set: ModelSet, source_kind: str, attack_name: str, eps_list: Sequence[float],
-              **kw) -> List[Dict[str, Any]]:
-    """attack_result for every epsilon in eps_list (in /255)."""
-    return [attack_result(ctx, target, target_name, source, source_name, source_set, source_kind, attack_name, e,
-                          **kw) for e in eps_list]
+def eps_sweep(ctx: Context, pair: AttackPair, attack_name: str, eps_list: Sequence[float],
+              **kw) -> List[AttackRecord]:
+    """:func:`attack_result` for every epsilon in eps_list (in /255)."""
+    return [attack_result(ctx, pair, attack_name, e, **kw) for e in eps_list]
 
 
 def main_eps(params: Mapping[str, Any]) -> float:
@@ -244,11 +322,11 @@ def main_eps(params: Mapping[str, Any]) -> float:
 
 # ----------------------------------------------------------------------------------------------------- layers
 @torch.no_grad()
-def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0) -> List[Dict[str, float]]:
+def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0) -> List[LayerPerturbation]:
     """Relative perturbation ||a_l(x_adv) - a_l(x)|| / ||a_l(x)|| of every spiking layer (claim 10), per image.
 
     ANN: post-ReLU activations; SNN: time-averaged spike rates (same Poisson draws for x and x_adv).  Returns one
-    dict per layer: mean over the images whose clean activity is non-zero, a normal-approximation 95 % interval
+    record per layer: mean over the images whose clean activity is non-zero, a normal-approximation 95 % interval
     (low, high) and n; mean is nan when the layer is silent for every image.
     """
     was = model.training
@@ -273,118 +351,233 @@ def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0
         ratio = (b - a).flatten(1).norm(dim=1)[ok] / den[ok]
         n = int(ok.sum())
         if n == 0:
-            out.append(dict(mean=float("nan"), low=float("nan"), high=float("nan"), n=0))
+            out.append(LayerPerturbation(mean=float("nan"), low=float("nan"), high=float("nan"), n=0))
             continue
         m = float(ratio.mean())
         half = 1.96 * float(ratio.std()) / n ** 0.5 if n > 1 else float("nan")
-        out.append(dict(mean=m, low=m - half, high=m + half, n=n))
+        out.append(LayerPerturbation(mean=m, low=m - half, high=m + half, n=n))
     return out
 
 
 # ----------------------------------------------------------------------------------------------------- sweeps
-def robustness_row(ctx: Context, kind: str, model: nn.Module, eps_255: float, bb_source: Optional[nn.Module] = None,
-                   bb_kind: str = "ANN", bb_set: Optional[ModelSet] = None, **fields) -> Dict[str, Any]:
-    """Clean accuracy and white-box FGSM / PGD (crafted on ``model`` itself, the papers' SNN gradient) and
-    black-box PGD (crafted on ``bb_source``, by default the twin ANN) of one model variant, on the attack images."""
-    bb_set = bb_set or ctx.twin
-    bb_source = bb_source if bb_source is not None else bb_set.ann
-    row = dict(kind=kind, eps_255=float(eps_255), **fields)
-    row["clean"] = clean_accuracy(model, (ctx.x, ctx.y), ctx.params["eval_seed"])
-    row["fgsm_wb"] = attack_result(ctx, model, kind, model, kind, ctx.target, kind, "fgsm", eps_255)
-    row["pgd_wb"] = attack_result(ctx, model, kind, model, kind, ctx.target, kind, "pgd", eps_255)
-    row["pgd_bb"] = attack_result(ctx, model, kind, bb_source, f"{bb_kind} (twin)", bb_set, bb_kind, "pgd", eps_255,
-                                  zero_grad_check=False)
-    return row
+def robustness_row(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> Dict[str, Any]:
+    """The fields of a :class:`~snnlib.study.records.RobustnessRow` for one model variant on the attack images.
+
+    Clean accuracy, white-box FGSM and PGD (crafted on ``model`` itself, the papers' SNN gradient) and black-box
+    PGD crafted on the twin ANN.
+    """
+    wb = AttackPair.whitebox(model, kind, ctx.target)
+    bb = AttackPair(source=ctx.twin.ann, source_name="ANN (twin)", source_set=ctx.twin, source_kind="ANN",
+                    target=model, target_name=kind)
+    return dict(kind=kind, eps_255=float(eps_255),
+                clean=clean_accuracy(model, (ctx.x, ctx.y), ctx.params["eval_seed"]),
+                fgsm_wb=attack_result(ctx, wb, "fgsm", eps_255), pgd_wb=attack_result(ctx, wb, "pgd", eps_255),
+                pgd_bb=attack_result(ctx, bb, "pgd", eps_255, zero_grad_check=False))
 
 
-def series(rows: Sequence[Mapping[str, Any]], x_key: str, entry: str, **where) -> List[tuple]:
-    """[(row[x_key], accuracy dict)] for the rows matching ``where``; entry = 'clean' or a result name."""
-    out = []
-    for r in rows:
-        if all(r.get(k) == v for k, v in where.items()):
-            acc = r[entry] if entry == "clean" else r[entry]["adversarial"]
-            out.append((r[x_key], acc))
-    return out
+def _progress_line(label: str, fields: Mapping[str, Any]) -> str:
+    return (f"{label}: clean {format_percent(fields['clean'])}, FGSM white-box "
+            f"{format_percent(fields['fgsm_wb'].adversarial)}, PGD white-box "
+            f"{format_percent(fields['pgd_wb'].adversarial)}, PGD black-box "
+            f"{format_percent(fields['pgd_bb'].adversarial)}")
+
+
+def discretization_results(ctx: Context, eps_255: float, log: Callable[[str], Any] = print) -> DiscretizationResults:
+    """Chapter 2: SNN-BP and SNN-conv at every T of ``T_list`` (and their own T), then at every input bit depth
+    of ``quant_bits`` (at their own T)."""
+    P = ctx.params
+    rows: List[DiscretizationRow] = []
+    for kind, base in (("SNN-BP", ctx.target.snn_bp), ("SNN-conv", ctx.target.snn_conv)):
+        for T in sorted(set(P["T_list"]) | {base.T}):
+            f = robustness_row(ctx, kind, base.twin(T=T), eps_255)
+            rows.append(DiscretizationRow(**f, T=T, bits=None, sweep="T"))
+            log(_progress_line(f"{kind} T={T}", f))
+        for b in [b for b in P["quant_bits"] if b is not None]:
+            f = robustness_row(ctx, kind, base.twin(encoder=PoissonEncoder(seed=0, bits=b)), eps_255)
+            rows.append(DiscretizationRow(**f, T=base.T, bits=b, sweep="bits"))
+            log(_progress_line(f"{kind} {b}-bit input", f))
+    return DiscretizationResults(rows=rows, eps_255=float(eps_255))
+
+
+def leak_results(ctx: Context, eps_255: float, log: Callable[[str], Any] = print) -> LeakResults:
+    """Chapter 3: SNN-BP at every leak of ``leak_list``, and the layer-wise perturbation of PGD crafted on the
+    twin ANN through the ANN, SNN-conv and SNN-BP at every leak."""
+    P = ctx.params
+    rows = []
+    for lk in sorted(P["leak_list"]):
+        f = robustness_row(ctx, "SNN-BP", ctx.target.snn_bp.twin(leak=lk), eps_255)
+        rows.append(LeakRow(**f, leak=lk))
+        log(_progress_line(f"leak {lk:g}", f))
+    x_adv = make_attack("pgd", ctx.twin.ann, eps_255, P)(ctx.x, ctx.y)
+    seed = P["eval_seed"]
+    pert = {"ANN": layer_perturbation(ctx.target.ann, ctx.x, x_adv),
+            "SNN-conv (IF)": layer_perturbation(ctx.target.snn_conv, ctx.x, x_adv, seed)}
+    for lk in sorted(P["leak_list"]):
+        pert[f"SNN-BP leak {lk:g}"] = layer_perturbation(ctx.target.snn_bp.twin(leak=lk), ctx.x, x_adv, seed)
+    return LeakResults(rows=rows, perturbation=pert, eps_255=float(eps_255))
+
+
+def training_method_results(ctx: Context, log: Callable[[str], Any] = print) -> TrainingMethodResults:
+    """Chapter 4: every kind under FGSM and PGD at every budget of ``eps_list``, white-box (crafted on itself)
+    and black-box (crafted on its independently trained twin of the same kind)."""
+    P = ctx.params
+    clean = {k: clean_accuracy(m, (ctx.x, ctx.y), P["eval_seed"]) for k, m in ctx.target.kinds().items()}
+    rows = []
+    for kind in KINDS:
+        target = ctx.target.kinds()[kind]
+        wb = AttackPair.whitebox(target, kind, ctx.target)
+        bb = AttackPair(source=ctx.twin.kinds()[kind], source_name=f"{kind} (twin)", source_set=ctx.twin,
+                        source_kind=kind, target=target, target_name=kind)
+        for attack in ("FGSM", "PGD"):
+            for eps in P["eps_list"]:
+                rows.append(TrainingMethodRow(kind=kind, attack=attack, setting="white-box", eps_255=float(eps),
+                                              result=attack_result(ctx, wb, attack, eps)))
+                rows.append(TrainingMethodRow(kind=kind, attack=attack, setting="black-box", eps_255=float(eps),
+                                              result=attack_result(ctx, bb, attack, eps, zero_grad_check=False)))
+        log(f"{kind}: done")
+    return TrainingMethodResults(rows=rows, clean=clean)
+
+
+def attack_source_results(ctx: Context, eps_255: float, attacks: Sequence[str] = ("FGSM", "PGD"),
+                          log: Callable[[str], Any] = print) -> AttackSourceResults:
+    """Chapter 5: the transfer matrix (:func:`snnlib.robustness.transfer_matrix`) of every attack at eps_255.
+
+    Sources: the three target kinds (the diagonal is white-box) and their independently trained twins
+    ("<kind> (twin)"); targets: the three kinds.  Examples come from the artifact cache when another chapter
+    crafted them; every cell carries its source's zero-gradient share.
+    """
+    pairs: Dict[str, AttackPair] = {}
+    for ms, suffix in ((ctx.target, ""), (ctx.twin, " (twin)")):
+        for kind, model in ms.kinds().items():
+            pairs[f"{kind}{suffix}"] = AttackPair(source=model, source_name=f"{kind}{suffix}", source_set=ms,
+                                                  source_kind=kind, target=model, target_name=kind)
+    by_model = {id(p.source): p for p in pairs.values()}
+    cells = []
+    for attack_name in attacks:
+        def factory(model: nn.Module) -> Attack:
+            pair = by_model[id(model)]
+            atk = make_attack(attack_name, model, eps_255, ctx.params)
+            return _Precrafted(atk, _adv_cached(ctx, pair, atk, ctx.x, ctx.y))
+
+        table = transfer_matrix({name: p.source for name, p in pairs.items()}, dict(ctx.target.kinds()), factory,
+                                ctx.x, ctx.y, eval_seed=ctx.params["eval_seed"])
+        for name, p in pairs.items():
+            for target_name, res in table[name].items():
+                cells.append(TransferCell(attack=attack_name.upper(), source=name, source_kind=p.source_kind,
+                                          source_seed=p.source_set.seed, target=target_name,
+                                          result=AttackRecord.from_result(res, attack_name)))
+        log(f"{attack_name}: done")
+    return AttackSourceResults(cells=cells, eps_255=float(eps_255))
 
 
 # ----------------------------------------------------------------------------------------------------- adaptive
-def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> Dict[str, Attack]:
-    """The papers' attacks next to the adaptive ones for one target, as {table name: Attack}.
+def zero_gradient_share(attack: Attack, x: Tensor, y: Tensor) -> float:
+    """Share of images (fraction) whose input gradient on ``attack``'s source is exactly zero.
 
-    SNNs: PGD-7 with Algorithm 1 (the papers'), PGD with EOT over Poisson draws, rate-based PGD (BPTR, RGA), PGD
-    through the ANN of the same weights (BPDA), PGD through each other surrogate, long PGD with restarts, and the
-    papers' black-box transfers (from the twin of the same kind and from the twin ANN).  ANN: PGD-7, long PGD with
-    restarts and the transfer from the twin ANN.
+    The gradient is the attack's own (:meth:`snnlib.attacks.Attack.input_gradient`, its grad mode), counted by
+    :func:`snnlib.robustness.masking.zero_gradients` as in ``RobustnessResult.zero_grad_share``.
     """
-    from ..attacks import FGSM, PGD
-    from ..attacks.suite import default_alpha, surrogate_variants
+    grad, _ = attack.input_gradient(x, y)
+    return float(zero_gradients(grad).value)
+
+
+@dataclass
+class AdaptiveAttacks:
+    """The attacks of chapter 6 for one target: {table name: Attack} and which of them are the papers'."""
+
+    attacks: Dict[str, Attack]
+    paper_pgd: str
+    paper_fgsm: str
+    transfer: str      # the black-box transfer compared with the white-box attack (twin of the same kind)
+
+
+def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> AdaptiveAttacks:
+    """The papers' attacks next to the adaptive ones for one target.
+
+    SNNs: FGSM and PGD with Algorithm 1 (the papers', :func:`make_attack`), then
+    :func:`snnlib.attacks.suite.adaptive_suite` (PGD with EOT over Poisson draws, rate-based PGD (BPTR, RGA), PGD
+    through the ANN of the same weights (BPDA) and long PGD with restarts, at ``long_pgd_steps`` x ``restarts``),
+    with short PGD (``pgd_steps``) through each other surrogate of ``surrogates`` before the long one, and the
+    papers' black-box transfers (from the twin of the same kind and from the twin ANN).  ANN: FGSM, PGD, long PGD
+    with restarts and the transfer from the twin ANN.
+    """
+    from ..attacks import PGD
     P = ctx.params
-    eps, alpha, steps = float(eps_255) / 255, float(P["pgd_alpha"]) / 255, int(P["pgd_steps"])
-    L, R, seed = int(P["long_pgd_steps"]), int(P["restarts"]), int(P["eval_seed"])
-    long_alpha = default_alpha(eps, L)
+    eps = float(eps_255) / 255
+    steps, L, R, seed = int(P["pgd_steps"]), int(P["long_pgd_steps"]), int(P["restarts"]), int(P["eval_seed"])
     twin = ctx.twin.kinds()[kind]
-    out: Dict[str, Attack] = {}
     if not isinstance(model, SpikingVGG):
-        out[f"FGSM (paper)"] = FGSM(model, eps, seed=seed)
-        out[f"PGD-{steps} (paper)"] = PGD(model, eps, alpha=alpha, steps=steps, seed=seed)
-        out[f"PGD-{L}x{R}"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, seed=seed)
-        out[f"PGD-{steps} transfer from twin ANN"] = PGD(twin, eps, alpha=alpha, steps=steps, seed=seed)
-        return out
-    out["FGSM Alg.1 (paper)"] = FGSM(model, eps, grad_mode="algorithm1", seed=seed)
-    out[f"PGD-{steps} Alg.1 (paper)"] = PGD(model, eps, alpha=alpha, steps=steps, grad_mode="algorithm1", seed=seed)
-    out[f"PGD-{steps} EOT-{P['eot_samples']}"] = PGD(model, eps, alpha=alpha, steps=steps, grad_mode="bptt",
-                                                     eot=int(P["eot_samples"]), seed=seed)
-    out[f"PGD-{L} rate (BPTR)"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="rate", seed=seed)
-    out[f"PGD-{L} rate (RGA)"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="rga", seed=seed)
-    out[f"PGD-{L} ANN proxy (BPDA)"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="ann_proxy",
-                                           seed=seed)
+        paper_pgd, transfer = f"PGD-{steps} (paper)", f"PGD-{steps} transfer from twin ANN"
+        attacks = {"FGSM (paper)": make_attack("fgsm", model, eps_255, P),
+                   paper_pgd: make_attack("pgd", model, eps_255, P),
+                   f"PGD-{L}x{R}": PGD(model, eps, alpha=default_alpha(eps, L), steps=L, restarts=R, seed=seed),
+                   transfer: make_attack("pgd", twin, eps_255, P)}
+        return AdaptiveAttacks(attacks, paper_pgd, "FGSM (paper)", transfer)
+    paper_pgd = f"PGD-{steps} Alg.1 (paper)"
+    suite = adaptive_suite(model, eps, steps=L, restarts=R, eot=int(P["eot_samples"]), eot_steps=steps,
+                           paper_steps=steps, surrogates=(), seed=seed)
+    suite[paper_pgd] = make_attack("pgd", model, eps_255, P)      # the profile's step size, as in chapter 4
     own = repr(model.surrogate)
-    for key, variant in surrogate_variants(model, tuple(P["surrogates"])).items():
-        if key != own:
-            out[f"PGD-{steps} surrogate {key}"] = PGD(variant, eps, alpha=alpha, steps=steps, grad_mode="bptt",
-                                                      seed=seed)
-    out[f"PGD-{L}x{R} BPTT"] = PGD(model, eps, alpha=long_alpha, steps=L, restarts=R, grad_mode="bptt", seed=seed)
-    out[f"PGD-{steps} transfer from twin {kind}"] = PGD(twin, eps, alpha=alpha, steps=steps, seed=seed,
-                                                        grad_mode="algorithm1")
-    out[f"PGD-{steps} transfer from twin ANN"] = PGD(ctx.twin.ann, eps, alpha=alpha, steps=steps, seed=seed)
-    return out
+    short_surrogates = {f"PGD-{steps} surrogate {key}": PGD(variant, eps, alpha=float(P["pgd_alpha"]) / 255,
+                                                            steps=steps, grad_mode="bptt", seed=seed)
+                        for key, variant in surrogate_variants(model, tuple(P["surrogates"])).items() if key != own}
+    attacks: Dict[str, Attack] = {"FGSM Alg.1 (paper)": make_attack("fgsm", model, eps_255, P)}
+    long_bptt = f"PGD-{L}x{R} BPTT"
+    for name, atk in suite.items():
+        if name == long_bptt:
+            attacks.update(short_surrogates)
+        attacks[name] = atk
+    transfer = f"PGD-{steps} transfer from twin {kind}"
+    attacks[transfer] = make_attack("pgd", twin, eps_255, P)
+    attacks[f"PGD-{steps} transfer from twin ANN"] = make_attack("pgd", ctx.twin.ann, eps_255, P)
+    return AdaptiveAttacks(attacks, paper_pgd, "FGSM Alg.1 (paper)", transfer)
 
 
-def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> Dict[str, Any]:
+def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> MaskingReport:
     """Worst case over :func:`adaptive_attacks` and the masking checks for one target, on the adaptive images.
 
-    Returns {'worst_case': Accuracy dict, 'per_attack': {name: Accuracy dict}, 'strongest', 'unique', 'clean',
-    'checks': [Check dicts], 'badge': str, 'acc_by_eps': {eps_255: Accuracy dict} of the papers' PGD}.
+    acc_by_eps: the papers' PGD at every budget of ``eps_list`` and ``large_eps`` (does accuracy reach zero?).
     """
-    from ..robustness.worst_case import evaluate_worst_case
-    from ..attacks import PGD
-    from ..robustness.masking import badge, run_checks
     P = ctx.params
     n = int(P["adaptive_images"])
     x, y = ctx.x[:n], ctx.y[:n]
-    attacks = adaptive_attacks(ctx, kind, model, eps_255)
-    wc = evaluate_worst_case(model, attacks, x, y, eval_seed=P["eval_seed"])
-    paper_pgd = next(k for k in attacks if k.startswith("PGD-") and "paper" in k)
-    paper_fgsm = next((k for k in attacks if k.startswith("FGSM")), None)
-    transfer = next(k for k in attacks if "transfer from twin" in k and not k.endswith("twin ANN")) \
-        if isinstance(model, SpikingVGG) else next(k for k in attacks if "transfer" in k)
-    # accuracy against epsilon for the papers' PGD, up to the large budgets (does it reach zero?)
-    grad_mode = "algorithm1" if isinstance(model, SpikingVGG) else "autograd"
-    acc_by_eps = {float(eps_255): wc.per_attack[paper_pgd]}
+    adaptive = adaptive_attacks(ctx, kind, model, eps_255)
+    wc = evaluate_worst_case(model, adaptive.attacks, x, y, eval_seed=P["eval_seed"])
+    paper = wc.per_attack[adaptive.paper_pgd]
+    acc_by_eps = {float(eps_255): paper}
     for e in sorted(set(float(v) for v in list(P["eps_list"]) + list(P["large_eps"]))):
         if e == float(eps_255):
             continue
-        atk = PGD(model, e / 255, alpha=max(float(P["pgd_alpha"]), e / 4) / 255, steps=int(P["pgd_steps"]),
-                  grad_mode=grad_mode, seed=int(P["eval_seed"]))
+        atk = make_attack("pgd", model, e, P, alpha=max(float(P["pgd_alpha"]), e / 4) / 255)
         adv_pred = predict(model, atk(x, y), seed=P["eval_seed"])
         acc_by_eps[e] = accuracy_from_counts(int((adv_pred == y).sum()), len(y))
-    zero = attacks[paper_pgd].input_gradient(x, y)[0].flatten(1).abs().amax(1).eq(0).float().mean().item()
-    checks = run_checks(whitebox=wc.per_attack[paper_pgd], blackbox=wc.per_attack[transfer],
-                        fgsm=wc.per_attack[paper_fgsm] if paper_fgsm else None, pgd=wc.per_attack[paper_pgd],
-                        acc_by_eps={e / 255: a for e, a in acc_by_eps.items()}, zero_grad_share=zero,
+    checks = run_checks(whitebox=paper, blackbox=wc.per_attack[adaptive.transfer],
+                        fgsm=wc.per_attack[adaptive.paper_fgsm], pgd=paper,
+                        acc_by_eps={e / 255: a for e, a in acc_by_eps.items()},
+                        zero_grad_share=zero_gradient_share(adaptive.attacks[adaptive.paper_pgd], x, y),
                         model=model if isinstance(model, SpikingVGG) else None, x=x, y=y)
-    d = wc.to_dict()
-    return dict(kind=kind, n=n, eps_255=float(eps_255), clean=d["clean"], per_attack=d["per_attack"],
-                worst_case=d["worst"], strongest=d["strongest"], unique=d["unique"], seconds=d["seconds"],
-                acc_by_eps={str(k): v.to_dict() for k, v in acc_by_eps.items()},
-                checks=[c.to_dict() for c in checks], badge=badge(checks), paper_attack=paper_pgd)
+    return MaskingReport(kind=kind, n=n, eps_255=float(eps_255), clean=wc.clean, per_attack=dict(wc.per_attack),
+                         worst_case=wc.worst, strongest=dict(wc.strongest), unique=dict(wc.unique),
+                         seconds={k: round(v, 3) for k, v in wc.seconds.items()},
+                         acc_by_eps={str(k): v for k, v in acc_by_eps.items()},
+                         checks=[CheckRecord(**c.to_dict()) for c in checks], badge=badge(checks),
+                         paper_attack=adaptive.paper_pgd)
+
+
+def gradient_masking_results(ctx: Context, eps_255: float,
+                             log: Callable[[str], Any] = print) -> GradientMaskingResults:
+    """Chapter 6: a :func:`masking_report` for every kind of the white-box target set."""
+    reports = {}
+    for kind, model in ctx.target.kinds().items():
+        r = reports[kind] = masking_report(ctx, kind, model, eps_255)
+        log(f"{kind}: papers' attack {format_percent(r.paper)}, worst case {format_percent(r.worst_case)}   "
+            f"{r.badge}")
+    return GradientMaskingResults(worst_case=reports, eps_255=float(eps_255))
+
+
+# ----------------------------------------------------------------------------------------------------- summary
+def save_summary(params: Mapping[str, Any], claims: Sequence[ClaimRow], counts: Mapping[str, int]) -> Path:
+    """Write ``<results_dir>/07_summary.json`` (:class:`~snnlib.study.records.SummaryFile`); returns the path."""
+    rec = SummaryFile(notebook="07_summary", profile=params["profile"], claims=list(claims), counts=dict(counts),
+                      **provenance())
+    return write_record(params["results_dir"], rec)

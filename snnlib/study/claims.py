@@ -1,4 +1,4 @@
-"""The two papers' claims and the verdict this study derives for each from its own results JSON.
+"""The two papers' claims and the verdict this study derives for each from its own typed results records.
 
 A comparison "A > B" between two accuracies (each with its 95 % Clopper-Pearson interval) is **supported** when A's
 interval lies entirely above B's, **contradicted** when it lies entirely below, and **inconclusive** when the
@@ -7,48 +7,54 @@ verdict also says roughly how many images would separate the intervals if the ob
 n ≈ (2 · 1.96)² p(1 − p) / d².  Claims are taken from reference/papers.md §1.13 (ECCV 2020) and §2.7 (IJCNN 2019).
 When the gradient-masking chapter has run, robustness claims are also judged on the per-image worst case over all
 attacks (the study's headline robust accuracy).
+
+The claims read :class:`snnlib.study.records.StudyResults` only: a chapter that has not run gives "not run"; a
+results file that does not match its record raises :class:`snnlib.study.records.RecordError` (never a silent
+"not run").
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["PAPER_TABLE_I", "compare", "images_needed", "trend", "load_results", "evaluate_claims", "CLAIMS"]
+from ..stats import Accuracy
+from .records import ClaimRow, StudyResults, load_study, series
+from .formatting import format_accuracy
+
+__all__ = ["PAPER_TABLE_I", "VERDICTS", "compare", "verdict_greater", "images_needed", "trend", "evaluate_claims",
+           "count_verdicts", "chance_level_models", "CLAIMS"]
 
 #: IJCNN 2019 Table I (VGG-9, full CIFAR-10): the paper's clean accuracies, in percent. Not measured here.
 PAPER_TABLE_I = {"ANN": 89.5, "SNN-conv": 85.6, "SNN-BP": 87.1}
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "supported", "contradicted", "inconclusive", "not run"
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
 
 
-def _fmt(a: Mapping[str, float]) -> str:
-    return f"{100 * a['value']:.1f}% [{100 * a['low']:.1f}, {100 * a['high']:.1f}]"
-
-
-def images_needed(a: Mapping[str, float], b: Mapping[str, float]) -> Optional[int]:
+def images_needed(a: Accuracy, b: Accuracy) -> Optional[int]:
     """Images per model that would make two 95 % intervals stop overlapping if the observed gap were real."""
-    d = abs(a["value"] - b["value"])
+    d = abs(a.value - b.value)
     if d == 0:
         return None
-    p = (a["value"] + b["value"]) / 2
+    p = (a.value + b.value) / 2
     p = min(max(p, 0.01), 0.99)
     return int(math.ceil((2 * 1.96) ** 2 * p * (1 - p) / d ** 2))
 
 
-def compare(a: Mapping[str, float], b: Mapping[str, float]) -> str:
+def compare(a: Accuracy, b: Accuracy) -> str:
     """'greater' if a's interval is above b's, 'less' if below, else 'overlap'."""
-    if a["low"] > b["high"]:
+    if a.low > b.high:
         return "greater"
-    if a["high"] < b["low"]:
+    if a.high < b.low:
         return "less"
     return "overlap"
 
 
-def _verdict_greater(a, b, name_a: str, name_b: str) -> Tuple[str, str]:
+def verdict_greater(a: Accuracy, b: Accuracy, name_a: str, name_b: str) -> Tuple[str, str]:
+    """(verdict, measured text) of the claim "a > b"."""
     c = compare(a, b)
-    text = f"{name_a} {_fmt(a)} vs {name_b} {_fmt(b)}"
+    text = f"{name_a} {format_accuracy(a)} vs {name_b} {format_accuracy(b)}"
     if c == "greater":
         return SUPPORTED, text
     if c == "less":
@@ -58,7 +64,8 @@ def _verdict_greater(a, b, name_a: str, name_b: str) -> Tuple[str, str]:
     return INCONCLUSIVE, text + more
 
 
-def trend(points: Sequence[Tuple[float, Mapping[str, float]]]) -> Dict[str, Any]:
+
+def trend(points: Sequence[Tuple[float, Accuracy]]) -> Dict[str, Any]:
     """Direction of accuracy from the smallest to the largest x: 'falls', 'rises' or 'flat' (intervals overlap)."""
     pts = sorted(points, key=lambda p: p[0])
     if len(pts) < 2:
@@ -66,105 +73,80 @@ def trend(points: Sequence[Tuple[float, Mapping[str, float]]]) -> Dict[str, Any]
     (x0, a0), (x1, a1) = pts[0], pts[-1]
     c = compare(a1, a0)
     direction = {"greater": "rises", "less": "falls", "overlap": "flat"}[c]
-    text = (f"{_fmt(a0)} at {x0:g} → {_fmt(a1)} at {x1:g} "
+    text = (f"{format_accuracy(a0)} at {x0:g} → {format_accuracy(a1)} at {x1:g} "
             f"({'no significant change' if direction == 'flat' else direction})")
     return dict(direction=direction, text=text, first=(x0, a0), last=(x1, a1))
 
 
-# ----------------------------------------------------------------------------------------------------- results
-def load_results(results_dir) -> Dict[str, dict]:
-    """{notebook stem: results JSON} for every <stem>.json in results_dir (runner files skipped)."""
-    out = {}
-    for p in sorted(Path(results_dir).glob("*.json")):
-        if p.name.startswith("_") or p.name.startswith("07_"):
-            continue
-        try:
-            out[p.stem] = json.loads(p.read_text())
-        except ValueError:
-            continue
-    return out
+# ----------------------------------------------------------------------------------------------------- lookups
+def _tm(S: StudyResults, kind: str, attack: str, setting: str, eps: float = 8.0) -> Optional[Accuracy]:
+    """Adversarial accuracy from the training-method chapter (04); None when not run or not measured."""
+    return None if S.training_method is None else S.training_method.adversarial(kind, attack, setting, eps)
 
 
-def _tm(R, kind, attack, setting, eps=8.0):
-    """Adversarial accuracy dict from the training-method chapter (04)."""
-    for r in R.get("04_training_method", {}).get("results", {}).get("rows", []):
-        if r["kind"] == kind and r["attack"] == attack and r["setting"] == setting and float(r["eps_255"]) == eps:
-            return r["result"]["adversarial"]
-    return None
+def _clean(S: StudyResults, kind: str) -> Optional[Accuracy]:
+    return None if S.models is None else S.models.clean_accuracy(kind)
 
 
-def _clean(R, kind):
-    for r in R.get("01_models", {}).get("results", {}).get("clean", []):
-        if r["kind"] == kind:
-            return r["accuracy"]
-    return None
-
-
-def _worst(R, kind):
-    wc = R.get("06_gradient_masking", {}).get("results", {}).get("worst_case", {})
-    return wc.get(kind, {}).get("worst_case") if wc else None
+def _worst(S: StudyResults, kind: str) -> Optional[Accuracy]:
+    gm = S.gradient_masking
+    return gm.worst_case[kind].worst_case if gm is not None and kind in gm.worst_case else None
 
 
 def _need(*xs):
     return all(x is not None for x in xs)
 
 
-def _with_worst(R, verdict: str, text: str, kind_a: str = "SNN-BP", kind_b: str = "ANN") -> Tuple[str, str]:
+def _with_worst(S: StudyResults, verdict: str, text: str, kind_a: str = "SNN-BP",
+                kind_b: str = "ANN") -> Tuple[str, str]:
     """Re-judge a robustness comparison on the per-image worst case over all attacks (chapter 6), if it ran."""
-    wa, wb = _worst(R, kind_a), _worst(R, kind_b)
+    wa, wb = _worst(S, kind_a), _worst(S, kind_b)
     if not _need(wa, wb):
         return verdict, text + " (adaptive attacks not run)"
-    v2, t2 = _verdict_greater(wa, wb, f"{kind_a} worst case over all attacks", kind_b)
+    v2, t2 = verdict_greater(wa, wb, f"{kind_a} worst case over all attacks", kind_b)
     return v2, f"papers' attack: {text} [{verdict}]; judged on the worst case: {t2}"
 
 
+# ----------------------------------------------------------------------------------------------------- claims
 def _c_bb(attack: str, eps: float = 8.0):
-    def fn(R):
-        a, b = _tm(R, "SNN-BP", attack, "black-box", eps), _tm(R, "ANN", attack, "black-box", eps)
+    def fn(S):
+        a, b = _tm(S, "SNN-BP", attack, "black-box", eps), _tm(S, "ANN", attack, "black-box", eps)
         if not _need(a, b):
             return NOT_RUN, "chapter 4 has no black-box result at this budget"
-        return _with_worst(R, *_verdict_greater(a, b, f"SNN-BP black-box {attack} {eps:g}/255", "ANN"))
+        return _with_worst(S, *verdict_greater(a, b, f"SNN-BP black-box {attack} {eps:g}/255", "ANN"))
     return fn
 
 
-def _c_wb(R):
-    a, b = _tm(R, "SNN-BP", "PGD", "white-box"), _tm(R, "ANN", "PGD", "white-box")
+def _c_wb(S):
+    a, b = _tm(S, "SNN-BP", "PGD", "white-box"), _tm(S, "ANN", "PGD", "white-box")
     if not _need(a, b):
         return NOT_RUN, "chapter 4 has no white-box PGD result at 8/255"
-    return _with_worst(R, *_verdict_greater(a, b, "SNN-BP white-box PGD 8/255", "ANN"))
+    return _with_worst(S, *verdict_greater(a, b, "SNN-BP white-box PGD 8/255", "ANN"))
 
 
-def _c_conv_not_more(R):
+def _c_conv_not_more(S):
     parts, verdicts = [], []
     for setting in ("white-box", "black-box"):
-        a, b = _tm(R, "SNN-conv", "PGD", setting), _tm(R, "ANN", "PGD", setting)
+        a, b = _tm(S, "SNN-conv", "PGD", setting), _tm(S, "ANN", "PGD", setting)
         if not _need(a, b):
             continue
         c = compare(a, b)
-        verdicts.append(CONTRADICTED if c == "greater" else SUPPORTED if c in ("less", "overlap") else INCONCLUSIVE)
-        parts.append(f"{setting} PGD 8/255: SNN-conv {_fmt(a)} vs ANN {_fmt(b)}")
+        verdicts.append(CONTRADICTED if c == "greater" else SUPPORTED)
+        parts.append(f"{setting} PGD 8/255: SNN-conv {format_accuracy(a)} vs ANN {format_accuracy(b)}")
     if not verdicts:
         return NOT_RUN, "chapter 4 has no PGD result"
     v = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED
     text = "; ".join(parts) + (" (not more robust: intervals overlap or lie below)" if v == SUPPORTED else "")
-    wa, wb = _worst(R, "SNN-conv"), _worst(R, "ANN")
+    wa, wb = _worst(S, "SNN-conv"), _worst(S, "ANN")
     if _need(wa, wb):
         c = compare(wa, wb)
         v = CONTRADICTED if c == "greater" else SUPPORTED
-        text += f"; worst case over all attacks: SNN-conv {_fmt(wa)} vs ANN {_fmt(wb)}"
+        text += f"; worst case over all attacks: SNN-conv {format_accuracy(wa)} vs ANN {format_accuracy(wb)}"
     return v, text
 
 
-def _rows(R, nb):
-    return R.get(nb, {}).get("results", {}).get("rows", [])
-
-
-def _series(rows, x, entry, **where):
-    out = []
-    for r in rows:
-        if all(r.get(k) == v for k, v in where.items()):
-            out.append((r[x], r[entry] if entry == "clean" else r[entry]["adversarial"]))
-    return out
+def _discretization_rows(S):
+    return [] if S.discretization is None else S.discretization.rows
 
 
 #: verdict of a claim that accuracy falls along a sweep
@@ -181,95 +163,86 @@ def _trend_claim(s, verdicts: Mapping[str, str], missing: str, label: str, note:
     return verdicts[t["direction"]], f"{label}: {t['text']}{note}"
 
 
-def _c_T_bp(R):
-    s = _series(_rows(R, "02_discretization"), "T", "pgd_wb", kind="SNN-BP", sweep="T")
+def _c_T_bp(S):
+    s = series(_discretization_rows(S), "T", "pgd_wb", kind="SNN-BP", sweep="T")
     return _trend_claim(s, _FALLS, "chapter 2 has fewer than two T values", "SNN-BP white-box PGD accuracy against T")
 
 
 def _c_quant(kind: str):
-    def fn(R):
-        rows = _rows(R, "02_discretization")
-        base = [r for r in rows if r["kind"] == kind and r.get("sweep") == "T"]
-        q = [r for r in rows if r["kind"] == kind and r.get("sweep") == "bits"]
+    def fn(S):
+        rows = _discretization_rows(S)
+        base = [r for r in rows if r.kind == kind and r.sweep == "T"]
+        q = [r for r in rows if r.kind == kind and r.sweep == "bits"]
         if not q or not base:
             return NOT_RUN, "chapter 2 has no quantisation sweep"
-        T = q[0]["T"]
-        full = [r for r in base if r["T"] == T]
+        full = [r for r in base if r.T == q[0].T]
         if not full:
             return NOT_RUN, "no unquantised point at the same T"
-        coarsest = min(q, key=lambda r: r["bits"])
-        return _verdict_greater(coarsest["pgd_wb"]["adversarial"], full[0]["pgd_wb"]["adversarial"],
-                                f"{kind} {coarsest['bits']}-bit input, white-box PGD", "8-bit input")
+        coarsest = min(q, key=lambda r: r.bits)
+        return verdict_greater(coarsest.pgd_wb.adversarial, full[0].pgd_wb.adversarial,
+                               f"{kind} {coarsest.bits}-bit input, white-box PGD", "8-bit input")
     return fn
 
 
-def _c_T_conv(R):
-    s = _series(_rows(R, "02_discretization"), "T", "pgd_wb", kind="SNN-conv", sweep="T")
+def _c_T_conv(S):
+    s = series(_discretization_rows(S), "T", "pgd_wb", kind="SNN-conv", sweep="T")
     return _trend_claim(s, _FLAT, "chapter 2 has fewer than two T values", "SNN-conv white-box PGD accuracy against T",
                         " (claim: insensitive to T)")
 
 
-def _c_leak(R):
-    s = _series(_rows(R, "03_leak"), "leak", "pgd_wb")  # from the smallest leak to the largest (1.0 = IF)
+def _c_leak(S):
+    s = [] if S.leak is None else series(S.leak.rows, "leak", "pgd_wb")  # smallest leak to largest (1.0 = IF)
     return _trend_claim(s, _FALLS, "chapter 3 has fewer than two leak values",
                         "SNN-BP white-box PGD accuracy from the strongest leak to IF")
 
 
-def _c_layers(R):
-    pert = R.get("03_leak", {}).get("results", {}).get("perturbation", {})
+def _c_layers(S):
+    pert = {} if S.leak is None else S.leak.perturbation
     ann = pert.get("ANN")
     snn = {k: v for k, v in pert.items() if k != "ANN"}
     if not ann or not snn:
         return NOT_RUN, "chapter 3 has no layer-wise perturbation"
-    nan = float("nan")
-    num = lambda z: nan if z is None else float(z)  # nan is stored as null in JSON
-
-    def last(v):
-        d = v[-1] if isinstance(v[-1], dict) else dict(mean=v[-1], low=v[-1], high=v[-1])
-        return {k: num(d.get(k)) for k in ("mean", "low", "high")}
-
-    a = last(ann)
-    others = {k: last(v) for k, v in snn.items()}
-    f = lambda d: f"{d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+    a = ann[-1]
+    others = {k: v[-1] for k, v in snn.items()}
+    f = lambda d: f"{d.mean:.3f} [{d.low:.3f}, {d.high:.3f}]"
     text = (f"relative perturbation at the last spiking layer (mean, 95% interval over images): ANN {f(a)}; "
             + ", ".join(f"{k} {f(v)}" for k, v in others.items()))
     vals = [a] + list(others.values())
-    if any(v["mean"] != v["mean"] or v["low"] != v["low"] for v in vals):
+    if any(math.isnan(v.mean) or math.isnan(v.low) for v in vals):
         return INCONCLUSIVE, text + "; a layer is silent (no spikes) or has one active image, so it is undefined"
-    if all(v["high"] < a["low"] for v in others.values()):
+    if all(v.high < a.low for v in others.values()):
         return SUPPORTED, text
-    if all(v["low"] > a["high"] for v in others.values()):
+    if all(v.low > a.high for v in others.values()):
         return CONTRADICTED, text
     return INCONCLUSIVE, text
 
 
-def _c_source(R):
-    m = R.get("05_attack_source", {}).get("results", {}).get("cells", [])
-    get = lambda src: next((c["result"]["adversarial"] for c in m if c["attack"] == "PGD" and c["target"] == "SNN-BP"
-                            and c["source"] == src), None)
-    snn, ann = get("SNN-BP (twin)"), get("ANN (twin)")
+def _c_source(S):
+    m = S.attack_source
+    snn = None if m is None else m.adversarial("PGD", "SNN-BP (twin)", "SNN-BP")
+    ann = None if m is None else m.adversarial("PGD", "ANN (twin)", "SNN-BP")
     if not _need(snn, ann):
         return NOT_RUN, "chapter 5 has no twin-crafted PGD on SNN-BP"
-    v, t = _verdict_greater(ann, snn, "SNN-BP under ANN-crafted PGD", "under SNN-crafted PGD")
+    v, t = verdict_greater(ann, snn, "SNN-BP under ANN-crafted PGD", "under SNN-crafted PGD")
     return v, t + " (claim: SNN-crafted is stronger, i.e. lower accuracy)"
 
 
-def _c_clean_order(R):
-    a, c, b = _clean(R, "ANN"), _clean(R, "SNN-conv"), _clean(R, "SNN-BP")
+def _c_clean_order(S):
+    a, c, b = _clean(S, "ANN"), _clean(S, "SNN-conv"), _clean(S, "SNN-BP")
     if not _need(a, c, b):
         return NOT_RUN, "chapter 1 has not run"
-    v1, t1 = _verdict_greater(a, c, "ANN", "SNN-conv")
-    v2, t2 = _verdict_greater(b, c, "SNN-BP", "SNN-conv")
+    v1, t1 = verdict_greater(a, c, "ANN", "SNN-conv")
+    v2, t2 = verdict_greater(b, c, "SNN-BP", "SNN-conv")
     v = SUPPORTED if (v1, v2) == (SUPPORTED, SUPPORTED) else CONTRADICTED if CONTRADICTED in (v1, v2) else INCONCLUSIVE
     return v, f"{t1}; {t2} (paper, VGG-9 on full CIFAR-10: ANN 89.5 > SNN-BP 87.1 > SNN-conv 85.6)"
 
 
-def _c_bb_all_eps(R):
+def _c_bb_all_eps(S):
     out, vs = [], []
     for eps in (8.0, 16.0, 32.0):
-        a, b = _tm(R, "SNN-BP", "FGSM", "black-box", eps), _tm(R, "ANN", "FGSM", "black-box", eps)
+        a, b = _tm(S, "SNN-BP", "FGSM", "black-box", eps), _tm(S, "ANN", "FGSM", "black-box", eps)
         if _need(a, b):
-            v, t = _verdict_greater(a, b, f"{eps:g}/255: SNN-BP", "ANN")
+            v, t = verdict_greater(a, b, f"{eps:g}/255: SNN-BP", "ANN")
             vs.append(v)
             out.append(t)
     if not vs:
@@ -278,13 +251,13 @@ def _c_bb_all_eps(R):
     return v, "; ".join(out)
 
 
-def _c_bp_vs_conv(R):
+def _c_bp_vs_conv(S):
     vs, out = [], []
     for attack in ("FGSM", "PGD"):
         for setting in ("white-box", "black-box"):
-            a, b = _tm(R, "SNN-BP", attack, setting), _tm(R, "SNN-conv", attack, setting)
+            a, b = _tm(S, "SNN-BP", attack, setting), _tm(S, "SNN-conv", attack, setting)
             if _need(a, b):
-                v, t = _verdict_greater(a, b, f"{setting} {attack} 8/255: SNN-BP", "SNN-conv")
+                v, t = verdict_greater(a, b, f"{setting} {attack} 8/255: SNN-BP", "SNN-conv")
                 vs.append(v)
                 out.append(t)
     if not vs:
@@ -293,7 +266,7 @@ def _c_bp_vs_conv(R):
     return v, "; ".join(out)
 
 
-#: (id, paper, claim, chapter, function of the loaded results -> (verdict, measured))
+#: (id, paper, claim, chapter, function of the StudyResults -> (verdict, measured))
 CLAIMS: List[Tuple[str, str, str, str, Callable]] = [
     ("E1", "ECCV 2020", "SNN-BP is more robust than the ANN under black-box FGSM (8/255)", "04_training_method",
      _c_bb("FGSM")),
@@ -323,35 +296,35 @@ CLAIMS: List[Tuple[str, str, str, str, Callable]] = [
 ]
 
 
-def chance_level_models(R: Mapping[str, dict]) -> List[str]:
+def chance_level_models(S: StudyResults) -> List[str]:
     """Model kinds whose clean accuracy interval includes chance (1 / classes): their robustness says nothing."""
-    out = []
-    clean = R.get("01_models", {}).get("results", {}).get("clean", [])
-    nc = 100 if R.get("01_models", {}).get("parameters", {}).get("dataset") == "cifar100" else 10
-    for r in clean:
-        a = r["accuracy"]
-        if a["low"] <= 1.0 / nc and r["kind"] not in out:
-            out.append(r["kind"])
+    out: List[str] = []
+    for r in ([] if S.models is None else S.models.clean):
+        if r.accuracy.low <= 1.0 / S.num_classes and r.kind not in out:
+            out.append(r.kind)
     return out
 
 
-def evaluate_claims(results_dir) -> List[Dict[str, Any]]:
-    """One row per claim: id, paper, claim, chapter, verdict, measured (text), scale (the chapter's scale note).
+def evaluate_claims(results: Union[StudyResults, str, os.PathLike]) -> List[ClaimRow]:
+    """One :class:`~snnlib.study.records.ClaimRow` per claim, from the typed results (or a results folder).
 
     When a model's clean accuracy is not above chance (its interval includes 1/classes), every verdict that is not
-    "not run" becomes "inconclusive": robustness of a model that does not classify says nothing.
+    "not run" becomes "inconclusive": robustness of a model that does not classify says nothing.  A results file
+    that does not match its record raises :class:`~snnlib.study.records.RecordError`.
     """
-    R = load_results(results_dir)
-    chance = chance_level_models(R)
+    S = results if isinstance(results, StudyResults) else load_study(results)
+    chance = chance_level_models(S)
     rows = []
     for cid, paper, text, nb, fn in CLAIMS:
-        try:
-            verdict, measured = fn(R)
-        except (KeyError, TypeError, ValueError) as e:  # a chapter's JSON from an older version
-            verdict, measured = NOT_RUN, f"could not read chapter results ({type(e).__name__}: {e})"
+        verdict, measured = fn(S)
         if chance and verdict in (SUPPORTED, CONTRADICTED):
             measured = f"{measured}; would be {verdict}, but {', '.join(chance)} classify at chance level"
             verdict = INCONCLUSIVE
-        rows.append(dict(id=cid, paper=paper, claim=text, chapter=nb, verdict=verdict, measured=measured,
-                         scale=R.get(nb, {}).get("scale_note")))
+        rows.append(ClaimRow(id=cid, paper=paper, claim=text, chapter=nb, verdict=verdict, measured=measured,
+                             scale=S.scale_notes.get(nb)))
     return rows
+
+
+def count_verdicts(rows: Sequence[ClaimRow]) -> Dict[str, int]:
+    """{verdict: number of claims} for every verdict (zeros included), in :data:`VERDICTS` order."""
+    return {v: sum(r.verdict == v for r in rows) for v in VERDICTS}

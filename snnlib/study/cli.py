@@ -4,23 +4,32 @@ Usage::
 
     python -m snnlib.study run --profile smoke|laptop|paper [--only NOTEBOOK ...]
                                [-p name=value ...] [--dry-run] [--resume] [--keep-going]
-                               [--out-dir DIR] [--results-dir DIR] [--data-dir DIR]
+                               [--publish | --out-dir DIR --results-dir DIR] [--data-dir DIR]
                                [--book-dir DIR] [--cache-dir DIR] [-v]
                                [--executor local|dask|slurm] [--retries N] [--no-train-units]
                                [--scheduler ADDRESS] [--workers N]                    (dask)
                                [--partition P] [--time T] [--gpus-per-node N]
                                [--cpus-per-task N] [--slurm-arg KEY=VALUE ...]         (slurm)
+    python -m snnlib.study book --profile smoke [--from DIR] [--strict] [--no-build]
     python -m snnlib.study profiles                    # list the profiles
     python -m snnlib.study parameters-cell NOTEBOOK    # print a parameters cell (smoke defaults)
 
 ``run`` executes ``<book-dir>/<nb>.ipynb`` for every notebook (in book order, or only those named
 with ``--only``: ``02_discretization``, ``discretization`` or ``02``) with
 ``papermill.execute_notebook(..., kernel_name="python3", cwd=<repo root>)`` and the profile's
-parameters plus ``profile`` and ``results_dir``.  The executed copy replaces
-``<out-dir>/<nb>.ipynb`` (default: the book folder itself, i.e. in place) only when the notebook
-finished: papermill writes to a temp file that is then ``os.replace``-d, so an interrupted run never
-leaves a half notebook.  A failed notebook's executed copy (with the traceback) is kept as
-``<results-dir>/<nb>.failed.ipynb``.
+parameters plus ``profile`` and ``results_dir``.  The notebooks in book/ are sources: a run writes
+the executed copies to ``<out-dir>/<nb>.ipynb`` (default ``runs/<profile>/book/``) and the results
+JSON to ``<results-dir>`` (default ``runs/<profile>/results/``), next to the book folder, and never
+over ``book/*.ipynb`` (the committed reference run) unless asked with ``--publish``, which writes the
+executed notebooks into the book folder and the results into ``results/<profile>/``.  An executed
+copy replaces the output only when the notebook finished: papermill writes to a temp file that is
+then ``os.replace``-d, so an interrupted run never leaves a half notebook.  A failed notebook's
+executed copy (with the traceback) is kept as ``<results-dir>/<nb>.failed.ipynb``.
+
+``book`` builds the book from a run's executed notebooks (:mod:`snnlib.study.book`): it copies the
+book's configuration, table of contents and Markdown pages next to them (``runs/<profile>/book/``),
+runs ``jupyter-book build`` there and prints the path of ``index.html``.  ``jupyter-book build book``
+builds the published reference.
 
 ``-p name=value`` values are parsed as YAML (``-p T_list=[4,8]``, ``-p data_dir=null``) and
 validated against :data:`snnlib.study.profiles.KNOWN_PARAMS`.  Exit codes: 0 success, 1 a notebook
@@ -205,10 +214,23 @@ class _Plan:
         used = set().union(*(self.profile["notebooks"][nb] for nb in self.notebooks))
         self.unused = sorted(k for k in self.profile["overrides"] if k not in used)
 
-        # folders
+        # folders: the book's notebooks are sources; a run writes next to the book folder, in
+        # runs/<profile>/ (git-ignored), unless --publish asks for book/ and results/<profile>/
         self.book_dir = user_path(args.book_dir, self.root / "book")
-        self.out_dir = user_path(args.out_dir, self.book_dir)
-        self.results_dir = user_path(args.results_dir, self.root / "results" / args.profile)
+        self.publish = bool(args.publish)
+        if self.publish and (args.out_dir or args.results_dir):
+            flag = "--out-dir" if args.out_dir else "--results-dir"
+            raise UsageError(f"--publish writes the executed notebooks into {_rel(self.book_dir, self.root)}/ "
+                             f"and the results into results/{args.profile}/; drop {flag}, or drop "
+                             "--publish to write elsewhere")
+        project = self.book_dir.parent
+        self.out_dir = user_path(args.out_dir, self.book_dir if self.publish
+                                 else project / "runs" / args.profile / "book")
+        if self.out_dir == self.book_dir and not self.publish:
+            raise UsageError(f"--out-dir {args.out_dir} is the book folder: writing the executed "
+                             "notebooks over the committed ones needs --publish (and no --out-dir)")
+        self.results_dir = user_path(args.results_dir, project / "results" / args.profile if self.publish
+                                     else project / "runs" / args.profile / "results")
         self.cache_dir = user_path(args.cache_dir, cwd) if args.cache_dir else None
         self.log_path = self.results_dir / LOG_NAME
         self.log = _read_json(self.log_path) or {}
@@ -287,6 +309,15 @@ class _Plan:
             return float(e["wall_time_s"]), "last run (runner)"
         return self.profile["estimate_s"][nb], "profile estimate"
 
+    def book_command(self) -> str:
+        """The command that builds a book from this run's executed notebooks."""
+        cmd = ["python", "-m", "snnlib.study", "book", "--profile", self.args.profile]
+        if self.args.out_dir or self.args.book_dir:
+            cmd += ["--from", _rel(self.out_dir, self.root)]
+        if self.args.book_dir:
+            cmd += ["--book-dir", str(self.args.book_dir)]
+        return shlex.join(cmd)
+
     def rerun_command(self, nb: str | Sequence[str]) -> str:
         a = self.args
         nbs = [nb] if isinstance(nb, str) else list(nb)
@@ -299,6 +330,8 @@ class _Plan:
                           ("--cache-dir", a.cache_dir), ("--profiles-file", a.profiles_file)):
             if val:
                 cmd += [flag, str(val)]
+        if a.publish:
+            cmd += ["--publish"]
         if a.executor != "local":
             cmd += ["--executor", a.executor]
             for flag, val in (("--scheduler", a.scheduler), ("--workers", a.workers),
@@ -419,7 +452,7 @@ def _print_plan(plan: _Plan, out=None) -> float:
     w(f" - {prof['description']}\n" if prof["description"] else "\n")
     w(f"  book dir    : {_rel(plan.book_dir, root)}\n")
     w(f"  output      : {_rel(plan.out_dir, root)}/<notebook>.ipynb"
-      + (" (in place)\n" if plan.out_dir == plan.book_dir else "\n"))
+      + (" (--publish: over the committed notebooks)\n" if plan.publish else "\n"))
     w(f"  results dir : {_rel(plan.results_dir, root)}\n")
     w(f"  cache dir   : {plan.cache_dir or os.environ.get('SNNLIB_CACHE') or '~/.cache/snnlib'}"
       "\n")
@@ -744,6 +777,9 @@ def _run(plan: _Plan) -> int:
         return EXIT_FAILED
     print(f"Study {prof['name']!r}: {done} ok, {skipped} skipped{train_txt} in {_fmt_s(total)}",
           flush=True)
+    if not plan.publish:
+        print(f"executed notebooks in {_rel(plan.out_dir, plan.root)}/ (book/ unchanged); build them "
+              f"into a book with: {plan.book_command()}", flush=True)
     return EXIT_OK
 
 
@@ -777,9 +813,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-going", action="store_true",
                      help="continue with the next notebooks after a failure")
     run.add_argument("--book-dir", help="folder of the input notebooks (default: book/)")
-    run.add_argument("--out-dir", help="folder for the executed notebooks (default: the book "
-                                       "folder, in place)")
+    run.add_argument("--publish", action="store_true",
+                     help="write the executed notebooks over the book's own (the committed "
+                          "reference run) and the results into results/<profile>/")
+    run.add_argument("--out-dir", help="folder for the executed notebooks (default: "
+                                       "runs/<profile>/book/ next to the book folder)")
     run.add_argument("--results-dir", help="folder for results JSON (default: "
+                                           "runs/<profile>/results/; with --publish "
                                            "results/<profile>/)")
     run.add_argument("--data-dir", help="dataset folder (sets the data_dir parameter)")
     run.add_argument("--cache-dir", help="artifact cache folder for this run (sets "
@@ -820,12 +860,50 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true",
                      help="stream the notebooks' outputs to the log")
 
+    book = sub.add_parser(
+        "book", help="build the book from a run's executed notebooks",
+        description="Copy the book's configuration, table of contents and Markdown pages next to a "
+                    "run's executed notebooks (runs/<profile>/book/) and build it there with "
+                    "jupyter-book; prints the path of index.html. The published reference builds "
+                    "with: jupyter-book build book")
+    book.add_argument("--profile", default="smoke", help="the run's profile (default: smoke)")
+    book.add_argument("--from", dest="source", metavar="DIR",
+                      help="folder of the executed notebooks (default: runs/<profile>/book/); the "
+                           "book is assembled and built there")
+    book.add_argument("--book-dir", help="the book's source folder (default: book/)")
+    book.add_argument("--strict", action="store_true",
+                      help="rebuild everything with warnings as errors (--all -W -n --keep-going)")
+    book.add_argument("--no-build", action="store_true",
+                      help="only assemble the folder; print it")
     sub.add_parser("profiles", help="list the profiles")
     cell = sub.add_parser("parameters-cell",
                           help="print the source of a notebook's parameters cell")
     cell.add_argument("notebook")
     cell.add_argument("--profile", default="smoke")
     return ap
+
+
+def _book(args: argparse.Namespace) -> int:
+    """``book``: assemble a run's executed notebooks into a book and build it."""
+    from .book import BookError, assemble_book, build_book
+
+    root, cwd = repo_root(), Path.cwd()
+    book_dir = Path(os.path.abspath(cwd / args.book_dir)) if args.book_dir else root / "book"
+    source = (Path(os.path.abspath(cwd / args.source)) if args.source
+              else book_dir.parent / "runs" / args.profile / "book")
+    try:
+        folder = assemble_book(book_dir, source, profile=args.profile)
+        print(f"assembled the {args.profile!r} book in {_rel(folder, root)}/", flush=True)
+        if args.no_build:
+            return EXIT_OK
+        index = build_book(folder, strict=args.strict)
+    except BookError as e:
+        raise UsageError(str(e)) from None
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    print(f"book built: {index}", flush=True)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -842,6 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 total = sum(prof["estimate_s"].values())
                 print(f"{name:<8} ~{_fmt_s(total):>8}  {desc}")
             return EXIT_OK
+        if args.command == "book":
+            return _book(args)
         if args.command == "parameters-cell":
             try:
                 print(_profiles.parameters_cell_source(args.notebook, args.profile), end="")

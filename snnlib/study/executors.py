@@ -6,8 +6,8 @@ A study run is a grid of independent **units**:
   trains the ANN, balances the thresholds of the converted SNN and fine-tunes the BPTT SNN, storing
   each in the :class:`~snnlib.study.cache.ArtifactCache` (idempotent: a cached model is just loaded);
 * ``notebook`` units, one per (notebook, parameter set): papermill executes ``book/<nb>.ipynb`` into a
-  temp file that replaces the executed notebook only on success; the notebook writes its
-  ``results/<profile>/<nb>.json`` atomically.  A notebook unit depends on the train units of the
+  temp file that replaces the executed notebook (in ``runs/<profile>/book/``, or ``book/`` with
+  ``--publish``) only on success; the notebook writes its ``<results-dir>/<nb>.json`` atomically.  A notebook unit depends on the train units of the
   models it reads, so on a cluster the (long) training jobs run first and once, and the evaluations
   then only load them.  ``07_summary`` (it reads the other notebooks' results) is ordered after the
   other notebooks but still runs when one of them failed, as it does locally (its claims then say

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from ..files import atomic_write_json
 from ..machine import git_commit, machine_info, snnlib_version, torch_version, utc_now
 
-__all__ = ["write_result", "run_provenance"]
+__all__ = ["write_result", "provenance", "run_provenance"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -29,19 +29,19 @@ def write_result(results_dir: str | os.PathLike, name: str, payload: Mapping[str
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ValueError(f"result name must be a simple file stem, got {name!r}")
-    meta: dict[str, Any] = {}
+    meta = provenance()
     if wall_time_s is not None:
-        meta["wall_time_s"] = float(wall_time_s)
-    meta.update({
-        "snnlib_version": snnlib_version(),
-        "torch_version": torch_version(),
-        "machine": machine_info(),
-        "git_commit": git_commit(),
-        "timestamp_utc": utc_now(),
-    })
+        meta = {"wall_time_s": float(wall_time_s), **meta}
     out = {**meta, **payload}
     path = Path(results_dir) / f"{name}.json"
     return atomic_write_json(path, out)
+
+
+def provenance() -> dict[str, Any]:
+    """Where and how a result is computed now: snnlib_version, torch_version, machine (platform, cpu count,
+    device name, torch threads), git_commit and timestamp_utc (ISO 8601)."""
+    return {"snnlib_version": snnlib_version(), "torch_version": torch_version(), "machine": machine_info(),
+            "git_commit": git_commit(), "timestamp_utc": utc_now()}
 
 
 def run_provenance(results_dir: str | os.PathLike) -> list[dict[str, Any]]:

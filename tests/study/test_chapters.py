@@ -1,4 +1,8 @@
+import json
+
 import pytest
+
+from snnlib.files import to_jsonable
 
 from snnlib.study import chapters as E
 from snnlib.study.profiles import ProfileError, notebook_params
@@ -61,10 +65,128 @@ def test_layer_perturbation_known_answers():
     ann = build_ann("vgg5", seed=0)
     x = torch.rand(3, 3, 32, 32)
     same = E.layer_perturbation(ann, x, x)
-    assert len(same) == 5 and all(d["mean"] == 0 for d in same)
+    assert len(same) == 5 and all(d.mean == 0 for d in same)
     moved = E.layer_perturbation(ann, x, (x + 0.1).clamp(0, 1))
-    assert all(d["mean"] > 0 and d["low"] <= d["mean"] <= d["high"] for d in moved)
+    assert all(d.mean > 0 and d.low <= d.mean <= d.high for d in moved)
     # an SNN whose thresholds are too high never fires: the ratio is undefined (nan), not 0 or inf
     silent = SpikingVGG(ann, [1e6] * 5, T=8, delay=False)
     out = E.layer_perturbation(silent, x, (x + 0.1).clamp(0, 1))
-    assert all(math.isnan(d["mean"]) and d["n"] == 0 for d in out)
+    assert all(math.isnan(d.mean) and d.n == 0 for d in out)
+
+
+# ------------------------------------------------------------------------------------ attacks on tiny models
+@pytest.fixture(scope="module")
+def tiny_ctx(tmp_path_factory):
+    """Two training seeds of untrained VGG5 models (T=4) on 4 images, with an artifact cache: fast, CPU only."""
+    import copy
+    import torch
+    from snnlib.encoding import PoissonEncoder
+    from snnlib.models import SpikingVGG, build_ann
+    from snnlib.study.cache import ArtifactCache
+    from snnlib.study.pipeline import ModelSet
+
+    sets = []
+    for seed in (0, 1):
+        ann = build_ann("vgg5", seed=seed).eval()
+        conv = SpikingVGG(ann, [0.5] * 5, T=4, leak=1.0, encoder=PoissonEncoder(seed=0)).eval()
+        bp = SpikingVGG(copy.deepcopy(ann), [0.35] * 5, T=4, leak=0.99, encoder=PoissonEncoder(seed=0)).eval()
+        configs = {k: {"kind": k, "seed": seed} for k in E.KINDS}
+        sets.append(ModelSet(ann, conv, bp, seed, info={"configs": configs}))
+    params = dict(pgd_alpha=2, pgd_steps=2, eval_seed=0, long_pgd_steps=3, restarts=1, eot_samples=2,
+                  surrogates=["linear", "arctan"], adaptive_images=4, eps_list=[8], large_eps=[64])
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 3, 32, 32, generator=g), torch.tensor([0, 1, 2, 3])
+    return E.Context("05_attack_source", params, test=None, x=x, y=y, models=sets,
+                     cache=ArtifactCache(tmp_path_factory.mktemp("cache")), device=torch.device("cpu"))
+
+
+def test_transfer_matrix_cells_agree_with_single_attack_results(tiny_ctx):
+    res = E.attack_source_results(tiny_ctx, 8, attacks=("PGD",), log=lambda s: None)
+    assert res.sources() == ["ANN", "SNN-conv", "SNN-BP", "ANN (twin)", "SNN-conv (twin)", "SNN-BP (twin)"]
+    assert len(res.cells) == 18 and {c.source_seed for c in res.cells} == {0, 1}
+    ms = {"": tiny_ctx.target, " (twin)": tiny_ctx.twin}
+    for c in res.cells:
+        suffix = " (twin)" if c.source.endswith(" (twin)") else ""
+        pair = E.AttackPair(source=ms[suffix].kinds()[c.source_kind], source_name=c.source, source_set=ms[suffix],
+                            source_kind=c.source_kind, target=tiny_ctx.target.kinds()[c.target], target_name=c.target)
+        one = E.attack_result(tiny_ctx, pair, "PGD", 8, zero_grad_check=True)
+        assert one.adversarial == c.result.adversarial and one.clean == c.result.clean, (c.source, c.target)
+        assert one.zero_grad_share == c.result.zero_grad_share
+        assert c.result.whitebox == (c.source == c.target) == one.whitebox
+
+
+def test_zero_gradient_share_is_the_robustness_apis_value(tiny_ctx):
+    from snnlib.robustness import evaluate_attack
+    for model in (tiny_ctx.target.ann, tiny_ctx.target.snn_bp):
+        atk = E.make_attack("pgd", model, 8, tiny_ctx.params)
+        share = E.zero_gradient_share(atk, tiny_ctx.x, tiny_ctx.y)
+        res = evaluate_attack(model, atk, tiny_ctx.x, tiny_ctx.y, eval_seed=0, zero_grad_check=True)
+        assert share == res.zero_grad_share and 0.0 <= share <= 1.0
+
+
+def test_attack_pair_and_attack_result(tiny_ctx):
+    ms = tiny_ctx.target
+    wb = E.AttackPair.whitebox(ms.snn_bp, "SNN-BP", ms)
+    assert wb.is_whitebox and wb.source_name == wb.target_name == "SNN-BP"
+    rec = E.attack_result(tiny_ctx, wb, "fgsm", 8)
+    assert rec.attack_name == "FGSM" and rec.whitebox and rec.zero_grad_share is not None   # checked by default
+    assert rec.attack["grad_mode"] == "algorithm1" and rec.eps_255 == 8
+    bb = E.AttackPair(source=tiny_ctx.twin.ann, source_name="ANN (twin)", source_set=tiny_ctx.twin,
+                      source_kind="ANN", target=ms.snn_bp, target_name="SNN-BP")
+    rec = E.attack_result(tiny_ctx, bb, "pgd", 8)
+    assert not rec.whitebox and rec.zero_grad_share is None and rec.source == "ANN (twin)"
+    assert [r.eps_255 for r in E.eps_sweep(tiny_ctx, bb, "pgd", [4, 8])] == [4, 8]
+
+
+def test_adaptive_attacks_are_the_suite_plus_the_papers_attacks(tiny_ctx):
+    from snnlib.attacks.suite import adaptive_suite
+    ms, P = tiny_ctx.target, tiny_ctx.params
+    a = E.adaptive_attacks(tiny_ctx, "SNN-BP", ms.snn_bp, 8)
+    names = list(a.attacks)
+    assert names[0] == a.paper_fgsm == "FGSM Alg.1 (paper)" and names[1] == a.paper_pgd == "PGD-2 Alg.1 (paper)"
+    assert a.transfer == "PGD-2 transfer from twin SNN-BP" and names[-1] == "PGD-2 transfer from twin ANN"
+    suite = adaptive_suite(ms.snn_bp, 8 / 255, steps=3, restarts=1, eot=2, eot_steps=2, paper_steps=2,
+                           surrogates=(), seed=0)
+    for name, atk in suite.items():                      # the suite's attacks, unchanged (the paper's PGD too)
+        assert a.attacks[name].config() == atk.config(), name
+    assert a.attacks[a.paper_pgd].config() == E.make_attack("pgd", ms.snn_bp, 8, P).config()
+    short = [n for n in names if "surrogate" in n]
+    assert short == ["PGD-2 surrogate arctan(width=2)"]                # the own surrogate (linear) skipped
+    assert names.index(short[0]) == names.index("PGD-3x1 BPTT") - 1      # before the long BPTT, as before
+    assert a.attacks[short[0]].config()["steps"] == 2
+    assert a.attacks[a.transfer].model is tiny_ctx.twin.snn_bp
+    ann = E.adaptive_attacks(tiny_ctx, "ANN", ms.ann, 8)
+    assert list(ann.attacks) == ["FGSM (paper)", "PGD-2 (paper)", "PGD-3x1", "PGD-2 transfer from twin ANN"]
+
+
+def test_masking_report_is_a_typed_record(tiny_ctx):
+    r = E.masking_report(tiny_ctx, "SNN-BP", tiny_ctx.target.snn_bp, 8)
+    assert r.paper_attack == "PGD-2 Alg.1 (paper)" and r.n == 4 and sorted(r.acc_by_eps) == ["64.0", "8.0"]
+    assert r.acc_by_eps["8.0"] == r.per_attack[r.paper_attack]
+    zero = next(c for c in r.checks if c.name == "zero_gradients")
+    atk = E.adaptive_attacks(tiny_ctx, "SNN-BP", tiny_ctx.target.snn_bp, 8).attacks[r.paper_attack]
+    assert zero.value == E.zero_gradient_share(atk, tiny_ctx.x[:4], tiny_ctx.y[:4])
+    assert r.worst_case.correct <= min(a.correct for a in r.per_attack.values())
+
+
+def test_discretization_and_leak_sweeps_build_their_records(tiny_ctx):
+    from snnlib.study import records as R
+    ctx = tiny_ctx
+    ctx.params.update(T_list=[2], quant_bits=[None, 1], leak_list=[1.0, 0.9])
+    lines = []
+    d = E.discretization_results(ctx, 8, log=lines.append)
+    assert [(r.kind, r.T, r.bits, r.sweep) for r in d.rows] == [
+        ("SNN-BP", 2, None, "T"), ("SNN-BP", 4, None, "T"), ("SNN-BP", 4, 1, "bits"),
+        ("SNN-conv", 2, None, "T"), ("SNN-conv", 4, None, "T"), ("SNN-conv", 4, 1, "bits")]
+    assert len(lines) == 6 and lines[0].startswith("SNN-BP T=2: clean ")
+    row = d.rows[0]
+    assert row.fgsm_wb.whitebox and row.pgd_wb.attack["steps"] == 2 and row.pgd_bb.source == "ANN (twin)"
+    assert not row.pgd_bb.whitebox and row.pgd_bb.zero_grad_share is None
+    leak = E.leak_results(ctx, 8, log=lines.append)
+    assert [r.leak for r in leak.rows] == [0.9, 1.0]
+    assert list(leak.perturbation) == ["ANN", "SNN-conv (IF)", "SNN-BP leak 0.9", "SNN-BP leak 1"]
+    assert all(len(v) == 5 for v in leak.perturbation.values())
+    for rec in (d, leak):                                   # the records survive their JSON form
+        back = R.from_dict(type(rec), json.loads(json.dumps(to_jsonable(R.to_dict(rec)))))
+        assert json.dumps(to_jsonable(R.to_dict(back)), sort_keys=True) == \
+            json.dumps(to_jsonable(R.to_dict(rec)), sort_keys=True)

@@ -147,34 +147,147 @@ def _injected(path: Path) -> list[str]:
     return [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
 
 
-def test_run_in_place_then_resume(capsys, tmp_path, book):
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_run_writes_to_the_profiles_folder_then_resume(capsys, tmp_path, book):
+    before = _digests(book)
     argv = _args(tmp_path, book, "--only", "01_models,02", "-p", "T_bp=5")
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "[1/2] 01_models: ok in" in out and "[2/2] 02_discretization: ok in" in out
+    assert "python -m snnlib.study book --profile smoke" in out       # how to build a book from it
+    run_book = tmp_path / "runs" / "smoke" / "book"                  # next to the book folder
     res = tmp_path / "res"
     data = json.loads((res / "02_discretization.json").read_text())
     assert data["T_bp"] == 5 and data["parameters"]["profile"] == "smoke"
-    inj = _injected(book / "02_discretization.ipynb")
+    inj = _injected(run_book / "02_discretization.ipynb")
     assert len(inj) == 1 and "T_bp = 5" in inj[0] and "T_list = [6, 8]" in inj[0]
     assert f"results_dir = \"{res}\"" in inj[0] or f"results_dir = '{res}'" in inj[0]
-    meta = nbformat.read(str(book / "01_models.ipynb"), as_version=4).metadata["papermill"]
+    meta = nbformat.read(str(run_book / "01_models.ipynb"), as_version=4).metadata["papermill"]
     assert ".running" not in meta["output_path"]
-    assert not [p for p in book.iterdir() if p.name.startswith(".")]      # no temp left
+    assert not [p for p in run_book.iterdir() if p.name.startswith(".")]      # no temp left
+    assert _digests(book) == before                                      # the sources are untouched
     log = json.loads((res / study.LOG_NAME).read_text())
     assert log["notebooks"]["01_models"]["status"] == "ok"
     assert log["notebooks"]["01_models"]["parameters"]["T_bp"] == 5
 
     # --resume with the same parameters skips both; a changed parameter reruns
-    mtime = (book / "01_models.ipynb").stat().st_mtime_ns
+    mtime = (run_book / "01_models.ipynb").stat().st_mtime_ns
     assert main(argv + ["--resume"]) == 0
     out = capsys.readouterr().out
     assert out.count("skipped (done with the same parameters") == 2
-    assert (book / "01_models.ipynb").stat().st_mtime_ns == mtime
+    assert (run_book / "01_models.ipynb").stat().st_mtime_ns == mtime
     assert main(_args(tmp_path, book, "--only", "01", "-p", "T_bp=6", "--resume")) == 0
     assert "01_models: ok in" in capsys.readouterr().out
-    inj = _injected(book / "01_models.ipynb")
+    inj = _injected(run_book / "01_models.ipynb")
     assert len(inj) == 1 and "T_bp = 6" in inj[0]          # re-injected, not stacked
+
+
+def test_smoke_run_without_publish_leaves_the_book_byte_identical(capsys, tmp_path, book):
+    before = _digests(book)
+    argv = ["run", "--profile", "smoke", "--book-dir", str(book), "--cache-dir", str(tmp_path / "cache"),
+            "--only", "01,02,07"]
+    assert main(argv) == 0
+    assert _digests(book) == before
+    runs = tmp_path / "runs" / "smoke"
+    assert sorted(p.name for p in (runs / "book").glob("*.ipynb")) == [
+        "01_models.ipynb", "02_discretization.ipynb", "07_summary.ipynb"]
+    assert (runs / "results" / "01_models.json").is_file() and not (tmp_path / "results").exists()
+    assert main(argv + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "runs/smoke/book/<notebook>.ipynb" in out and "runs/smoke/results" in out
+
+
+def test_publish_writes_into_the_book_and_results(capsys, tmp_path, book):
+    before = _digests(book)
+    argv = ["run", "--profile", "smoke", "--book-dir", str(book), "--cache-dir", str(tmp_path / "cache"),
+            "--only", "01", "--publish"]
+    assert main(argv + ["--dry-run"]) == 0
+    assert "(--publish: over the committed notebooks)" in capsys.readouterr().out
+    assert main(argv) == 0
+    after = _digests(book)
+    assert after["01_models.ipynb"] != before["01_models.ipynb"]
+    assert {k: v for k, v in after.items() if k != "01_models.ipynb"} == \
+        {k: v for k, v in before.items() if k != "01_models.ipynb"}
+    assert len(_injected(book / "01_models.ipynb")) == 1
+    assert (tmp_path / "results" / "smoke" / "01_models.json").is_file()
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--publish", "--out-dir", "x"], ["--publish writes", "drop --out-dir"]),
+    (["--publish", "--results-dir", "x"], ["drop --results-dir"]),
+    (["--out-dir", "{book}"], ["is the book folder", "--publish"]),
+])
+def test_publish_conflicts_are_usage_errors(capsys, tmp_path, book, extra, words):
+    extra = [e.format(book=book) for e in extra]
+    argv = ["run", "--book-dir", str(book), "--dry-run", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err, (w, err)
+
+
+def _toc(book: Path, stems) -> None:
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n  - caption: All\n    chapters:\n"
+                                   + "".join(f"      - file: {s}\n" for s in stems))
+    (book / "_config.yml").write_text("title: test book\nexecute:\n  execute_notebooks: 'off'\n"
+                                      "only_build_toc_files: true\n")
+    (book / "intro.md").write_text("# Intro\n\nThe test book.\n")
+
+
+def test_book_command_assembles_a_runs_executed_notebooks(capsys, tmp_path, book):
+    _toc(book, [*NOTEBOOKS, "appendix"])
+    nbformat.write(_notebook("appendix"), str(book / "appendix.ipynb"))        # not run by the runner
+    before = _digests(book)
+    run_book = tmp_path / "runs" / "smoke" / "book"
+    assert main(["book", "--book-dir", str(book), "--no-build"]) == 2          # nothing executed yet
+    assert "no executed notebooks" in capsys.readouterr().err
+    run_book.mkdir(parents=True)
+    for stem in NOTEBOOKS[:-1]:
+        (run_book / f"{stem}.ipynb").write_bytes((book / f"{stem}.ipynb").read_bytes())
+    assert main(["book", "--book-dir", str(book), "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert "lacks the executed notebook(s) ['07_summary']" in err and "--only 07_summary" in err
+    (run_book / "07_summary.ipynb").write_text("executed copy")
+    assert main(["book", "--book-dir", str(book), "--no-build"]) == 0
+    assert "runs/smoke/book" in capsys.readouterr().out
+    for name in ("_toc.yml", "_config.yml", "intro.md", "appendix.ipynb"):
+        assert (run_book / name).read_bytes() == (book / name).read_bytes(), name
+    assert (run_book / "07_summary.ipynb").read_text() == "executed copy"   # the run's copy, not the source
+    assert _digests(book) == before
+    assert main(["book", "--book-dir", str(book), "--from", str(book), "--no-build"]) == 2
+    assert "jupyter-book build book" in capsys.readouterr().err
+
+
+def test_book_command_builds_the_run_and_prints_index_html(capsys, tmp_path, book):
+    pytest.importorskip("jupyter_book")
+    _toc(book, ["01_models"])
+    run_book = tmp_path / "runs" / "smoke" / "book"
+    run_book.mkdir(parents=True)
+    nb = _notebook("01_models")
+    nb.cells[0].source = "# Executed smoke copy"
+    nbformat.write(nb, str(run_book / "01_models.ipynb"))
+    assert main(["book", "--book-dir", str(book)]) == 0
+    out = capsys.readouterr().out
+    index = run_book / "_build" / "html" / "index.html"
+    assert f"book built: {index}" in out and index.is_file()
+    assert "Executed smoke copy" in (run_book / "_build" / "html" / "01_models.html").read_text()
+    assert not (book / "_build").exists()
+
+
+def test_toc_files_lists_every_page(tmp_path):
+    from snnlib.study.book import BookError, toc_files
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n  - caption: A\n    chapters:\n"
+                                       "      - file: a\n        sections:\n          - file: b\n"
+                                       "      - file: c\n")
+    assert toc_files(tmp_path / "_toc.yml") == ["intro", "a", "b", "c"]
+    (tmp_path / "_toc.yml").write_text("chapters: []\n")
+    with pytest.raises(BookError, match="no 'root'"):
+        toc_files(tmp_path / "_toc.yml")
 
 
 def test_failure_reports_cell_and_rerun_command(capsys, tmp_path, book):

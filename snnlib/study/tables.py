@@ -1,0 +1,307 @@
+"""The book's tables and glued values, built from the typed results records so that notebooks only call them.
+
+:func:`markdown_table` returns a Markdown table (a string, no pandas); :func:`display_table` shows it in a notebook
+through ``IPython.display.Markdown`` so the book renders a real table.  The chapter builders return a
+:class:`Table` (``display_table(*table)``) or a dict of values for :func:`glue_values` (``myst_nb.glue``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+
+from .formatting import format_accuracy, format_duration
+from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
+                      TrainingMethodResults, AttackSourceResults, series)
+
+__all__ = ["Table", "markdown_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
+           "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "scale_text",
+           "provenance_table", "models_glue",
+           "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
+           "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
+           "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES"]
+
+#: how the summary shows each verdict
+VERDICT_BADGES = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "❔ inconclusive",
+                  "not run": "– not run"}
+
+
+class Table(NamedTuple):
+    """A table: rows (each a sequence of cells in column order, or a mapping by column), columns, caption and
+    per-column alignment ("l", "r", "c"; None: left).  Show it with ``display_table(*table)``."""
+
+    rows: List[Any]
+    columns: List[str]
+    caption: str = ""
+    align: Optional[List[str]] = None
+
+    def markdown(self) -> str:
+        return markdown_table(self.rows, self.columns, self.caption, self.align)
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
+                   caption: str = "", align: Optional[Sequence[str]] = None) -> str:
+    """A Markdown table: a header of ``columns`` and one line per row (``|`` in cells escaped, None -> empty).
+
+    rows: sequences of cells in column order, or mappings from column name to cell (a missing column is an error).
+    align: per column "l", "r" or "c" (default left).  caption: a line above the table.
+    """
+    columns = [str(c) for c in columns]
+    if not columns:
+        raise ValueError("columns must name at least one column")
+    align = list(align) if align is not None else ["l"] * len(columns)
+    if len(align) != len(columns) or any(a not in ("l", "r", "c") for a in align):
+        raise ValueError(f"align must give 'l', 'r' or 'c' for each of the {len(columns)} columns, got {align!r}")
+    rule = {"l": "---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "|".join(rule[a] for a in align) + "|"]
+    for i, row in enumerate(rows):
+        if isinstance(row, Mapping):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise ValueError(f"row {i} lacks column(s) {missing}; it has {sorted(row)}")
+            cells = [row[c] for c in columns]
+        else:
+            cells = list(row)
+            if len(cells) != len(columns):
+                raise ValueError(f"row {i} has {len(cells)} cells for {len(columns)} columns {columns}")
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    text = "\n".join(lines)
+    return f"{caption}\n\n{text}" if caption else text
+
+
+def display_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
+                  caption: str = "", align: Optional[Sequence[str]] = None) -> None:
+    """Show :func:`markdown_table` in a notebook (``IPython.display.Markdown``), rendered as a table in the book."""
+    from IPython.display import Markdown, display
+    display(Markdown(markdown_table(rows, columns, caption, align)))
+
+
+def glue_values(values: Mapping[str, Any]) -> None:
+    """``myst_nb.glue(name, value, display=False)`` for every item: values the book's text cites by name."""
+    from myst_nb import glue
+    for name, value in values.items():
+        glue(name, value, display=False)
+
+
+# ------------------------------------------------------------------------------------------------- chapter 1
+def clean_accuracy_table(results: ModelsResults) -> Table:
+    """Clean accuracy of every kind and seed, with T and leak of the SNNs."""
+    rows = [[r.kind, r.seed, format_accuracy(r.accuracy, unit=""), r.T if r.T is not None else "–",
+             f"{r.leak:g}" if r.leak is not None else "–"] for r in results.clean]
+    return Table(rows, ["model", "seed", "clean accuracy (%)", "T", "leak"])
+
+
+def threshold_table(results: ModelsResults) -> Table:
+    """The balanced firing thresholds of every seed, one column per spiking layer."""
+    n = max((len(v) for v in results.thresholds.values()), default=0)
+    rows = [[seed, *(f"{t:.3f}" for t in th)] + [""] * (n - len(th)) for seed, th in results.thresholds.items()]
+    return Table(rows, ["seed", *(f"layer {i + 1}" for i in range(n))], "Balanced thresholds per spiking layer")
+
+
+def models_glue(results: ModelsResults, seed: int, n_test: int) -> Dict[str, Any]:
+    """acc_ann / acc_conv / acc_bp (the white-box targets of training seed ``seed``) and n_test."""
+    out: Dict[str, Any] = {}
+    for kind, key in (("ANN", "acc_ann"), ("SNN-conv", "acc_conv"), ("SNN-BP", "acc_bp")):
+        acc = results.clean_accuracy(kind, seed)
+        if acc is None:
+            raise ValueError(f"01_models has no clean accuracy of {kind} for seed {seed}")
+        out[key] = format_accuracy(acc)
+    out["n_test"] = int(n_test)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- chapters 2-3
+def discretization_glue(results: DiscretizationResults) -> Dict[str, Any]:
+    """eps and bp_T_trend (SNN-BP white-box PGD from the smallest to the largest T)."""
+    from .claims import trend
+    return {"eps": f"{results.eps_255:g}/255",
+            "bp_T_trend": trend(series(results.rows, "T", "pgd_wb", kind="SNN-BP", sweep="T"))["text"]}
+
+
+def leak_glue(results: LeakResults) -> Dict[str, Any]:
+    """eps and leak_trend (SNN-BP white-box PGD from the strongest leak to IF)."""
+    from .claims import trend
+    return {"eps": f"{results.eps_255:g}/255", "leak_trend": trend(series(results.rows, "leak", "pgd_wb"))["text"]}
+
+
+def perturbation_table(results: LeakResults) -> Table:
+    """Mean relative perturbation per spiking layer (3 decimals; "–" for a silent layer) of every model."""
+    n = max((len(v) for v in results.perturbation.values()), default=0)
+    rows = [[label, *("–" if d.mean != d.mean else f"{d.mean:.3f}" for d in layers)] + [""] * (n - len(layers))
+            for label, layers in results.perturbation.items()]
+    return Table(rows, ["model", *(f"layer {i + 1}" for i in range(n))],
+                 "Relative perturbation ||a(x_adv) - a(x)|| / ||a(x)|| per spiking layer (mean over images)",
+                 ["l"] + ["r"] * n)
+
+
+# ------------------------------------------------------------------------------------------------- chapter 4
+def headline_table(results: TrainingMethodResults, eps_255: float) -> Table:
+    """Clean, FGSM and PGD (white- and black-box) accuracy of every kind at ``eps_255``; ⚠ marks sanity flags."""
+    rows = []
+    n = None
+    for kind in results.clean:
+        cells = [kind, format_accuracy(results.clean[kind], unit="")]
+        for attack in ("FGSM", "PGD"):
+            for setting in ("white-box", "black-box"):
+                r = results.find(kind, attack, setting, eps_255)
+                if r is None:
+                    cells.append("not run")
+                    continue
+                n = r.n
+                cells.append(format_accuracy(r.adversarial, unit="") + ("" if r.flags_ok else " ⚠"))
+        rows.append(cells)
+    caption = f"Accuracy (%) at epsilon {eps_255:g}/255" + (f" on {n} images" if n is not None else "")
+    return Table(rows, ["model", "clean", "FGSM white-box", "FGSM black-box", "PGD white-box", "PGD black-box"],
+                 caption)
+
+
+def training_method_glue(results: TrainingMethodResults, eps_255: float) -> Dict[str, Any]:
+    """eps_main, and bp_bb / ann_bb: black-box PGD accuracy of SNN-BP and of the ANN at ``eps_255``."""
+    out: Dict[str, Any] = {"eps_main": f"{eps_255:g}/255"}
+    for kind, key in (("SNN-BP", "bp_bb"), ("ANN", "ann_bb")):
+        acc = results.adversarial(kind, "PGD", "black-box", eps_255)
+        if acc is None:
+            raise ValueError(f"04_training_method has no black-box PGD of {kind} at {eps_255:g}/255")
+        out[key] = format_accuracy(acc)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- chapter 5
+def attack_source_glue(results: AttackSourceResults) -> Dict[str, Any]:
+    """eps, and SNN-BP's PGD accuracy crafted on the twin ANN, the twin SNN-BP and on itself."""
+    out: Dict[str, Any] = {"eps": f"{results.eps_255:g}/255"}
+    for source, key in (("ANN (twin)", "bp_from_ann"), ("SNN-BP (twin)", "bp_from_snn"), ("SNN-BP", "bp_from_self")):
+        acc = results.adversarial("PGD", source, "SNN-BP")
+        if acc is None:
+            raise ValueError(f"05_attack_source has no PGD cell from {source!r} to 'SNN-BP'")
+        out[key] = format_accuracy(acc)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- chapter 6
+def masking_checks_table(results: GradientMaskingResults) -> Table:
+    """Every masking check of every kind: ✓ passed, ⚠ flagged, – skipped, with its detail."""
+    rows = [[kind, c.name, "–" if c.skipped else ("✓" if c.ok else "⚠"), c.detail]
+            for kind, r in results.worst_case.items() for c in r.checks]
+    return Table(rows, ["model", "check", "flag", "detail"])
+
+
+def gradient_masking_glue(results: GradientMaskingResults) -> Dict[str, Any]:
+    """eps, n_adapt, and paper_<k> / worst_<k> (k = ann, conv, bp): the papers' PGD and the worst case."""
+    out: Dict[str, Any] = {"eps": f"{results.eps_255:g}/255"}
+    for kind, key in (("ANN", "ann"), ("SNN-conv", "conv"), ("SNN-BP", "bp")):
+        r = results.worst_case[kind]
+        out["n_adapt"] = r.n
+        out[f"paper_{key}"] = format_accuracy(r.paper)
+        out[f"worst_{key}"] = format_accuracy(r.worst_case)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- chapter 7
+def claims_table(rows: Sequence[ClaimRow]) -> Table:
+    """One line per claim: id, paper, claim, verdict (with its badge), what was measured."""
+    return Table([[r.id, r.paper, r.claim, VERDICT_BADGES[r.verdict], r.measured] for r in rows],
+                 ["id", "paper", "claim", "verdict", "measured"])
+
+
+def scale_text(rows: Sequence[ClaimRow]) -> str:
+    """"Scale of the measurements:" and each distinct scale note of the claims' chapters, one per line."""
+    return "\n  ".join(["Scale of the measurements:", *sorted({r.scale for r in rows if r.scale})])
+
+
+def summary_glue(rows: Sequence[ClaimRow]) -> Dict[str, Any]:
+    """n_claims and n_<verdict> (n_supported, n_contradicted, n_inconclusive, n_not_run)."""
+    from .claims import count_verdicts
+    out: Dict[str, Any] = {f"n_{k.replace(' ', '_')}": v for k, v in count_verdicts(rows).items()}
+    out["n_claims"] = len(rows)
+    return out
+
+
+def provenance_table(results_dir: Union[str, Path], skip: Sequence[str] = ("07_summary",)) -> Table:
+    """How each chapter of a run was computed (:func:`snnlib.study.results.run_provenance`), with a total."""
+    from .results import run_provenance
+    prov = [r for r in run_provenance(results_dir) if r["notebook"] not in skip]
+    rows = [[r["notebook"], format_duration(r["wall_time_s"]), format_duration(r["runner_wall_time_s"]),
+             r["device"], f"{r['cpu_count']} / {r['torch_threads']}", r["torch_version"], r["git_commit"],
+             (r["timestamp_utc"] or "")[:16].replace("T", " ")] for r in prov]
+    total = sum(r["wall_time_s"] or 0 for r in prov)
+    rows.append(["**total**", format_duration(total), "", "", "", "", "", ""])
+    return Table(rows, ["chapter", "wall time", "runner", "device", "CPUs / torch threads", "torch", "commit",
+                        "finished (UTC)"])
+
+
+# ------------------------------------------------------------------------------------------------- appendix
+#: how the appendix names the benchmark modes
+BENCH_MODES = {"infer": "inference", "bptt": "BPTT training step"}
+
+
+def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
+    """The speed comparison's JSON (``python -m snnlib.bench``); a relative path is tried from here and from ``..``
+    (a notebook executed in book/)."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (Path("..") / p).exists():
+        p = Path("..") / p
+    try:
+        return json.loads(p.read_text())
+    except OSError as e:
+        raise FileNotFoundError(f"bench_json={str(path)!r}: cannot read {p} ({e.strerror}); run "
+                                "python -m snnlib.bench to write it") from None
+
+
+def bench_labels(report: Mapping[str, Any]) -> Dict[str, str]:
+    """{system: "snnTorch 0.9.1"} with the versions measured."""
+    v = report["machine"]["versions"]
+    return {"snnlib": "snnlib", "snntorch": f"snnTorch {v.get('snntorch')}",
+            "spikingjelly": f"SpikingJelly {v.get('spikingjelly')}"}
+
+
+def bench_machine_line(report: Mapping[str, Any]) -> str:
+    """One line: CPU, threads, torch and the 1-minute load average range during the runs."""
+    m = report["machine"]
+    loads = [m["load"][0]] + [r["load"][0] for r in report["runs"] if r.get("load")]
+    return (f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; 1-min load average "
+            f"{min(loads):.1f}-{max(loads):.1f} during the runs")
+
+
+def bench_table(report: Mapping[str, Any]) -> Table:
+    """Throughput (image-timesteps/s), peak memory and snnlib's ratio to the faster/leaner other, per mode and T."""
+    label = bench_labels(report)
+    summary = {(s["mode"], s["T"]): s for s in report["summary"]["rows"]}
+    rows = []
+    for run in report["runs"]:
+        for r in run["results"]:
+            s = summary.get((run["mode"], run["T"]))
+            mine = r["system"] == "snnlib" and s is not None
+            ratio = f"**{s['speedup']:.2f}×** ({label[s['best_other']].split()[0]})" if mine else ""
+            mem = f"{s['mem_ratio']:.2f}×" if mine and s.get("mem_ratio") else ""
+            rows.append([BENCH_MODES[run["mode"]], run["T"], label[r["system"]], f"{r['rate']:.0f}",
+                         f"{r['peak_mb']:.0f}", ratio, mem, r["reps"]])
+    for sk in report.get("skipped", []):
+        rows.append([BENCH_MODES[sk["mode"]], sk["T"], label[sk["system"]], "not run",
+                     f"≈{sk['need_mb'] / 1024:.1f} GB needed, {sk['available_mb'] / 1024:.1f} GB free", "", "", "–"])
+    return Table(rows, ["mode", "T", "system", "img·T/s", "peak MB", "× vs faster other", "memory vs leaner other",
+                        "reps"], "", ["l", "r", "l", "r", "r", "r", "r", "r"])
+
+
+def _target_text(rows: Sequence[Mapping[str, Any]], need: float, mem: float = 1.0) -> str:
+    miss = [f"T = {s['T']} ({s['speedup']:.2f}×)" for s in rows if s["speedup"] < need]
+    miss += [f"T = {s['T']} (memory {s['mem_ratio']:.2f}×)" for s in rows if s.get("mem_ratio") and s["mem_ratio"] > mem]
+    return "met at every T measured" if not miss else "missed at " + ", ".join(miss)
+
+
+def bench_glue(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """The appendix's cited values: batch, speed-up and memory ranges per mode, machine line, targets met."""
+    inf = [s for s in report["summary"]["rows"] if s["mode"] == "infer"]
+    bp = [s for s in report["summary"]["rows"] if s["mode"] == "bptt"]
+    return {"batch": report["config"]["batch"],
+            "infer_min": min(s["speedup"] for s in inf), "infer_max": max(s["speedup"] for s in inf),
+            "bptt_min": min(s["speedup"] for s in bp), "bptt_max": max(s["speedup"] for s in bp),
+            "machine": bench_machine_line(report),
+            "infer_mem_min": min(s["mem_ratio"] for s in inf), "infer_mem_max": max(s["mem_ratio"] for s in inf),
+            "bptt_mem_max": max(s["mem_ratio"] for s in bp),
+            "infer_target": _target_text(inf, 1.5), "bptt_target": _target_text(bp, 1.0)}

@@ -1,0 +1,162 @@
+"""Formatting, Markdown tables, glued values and chapter figures built from the typed records."""
+import json
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from snnlib.study import plots, tables
+from snnlib.study import records as R
+from snnlib.study.formatting import format_accuracy, format_duration, format_percent, percent_with_errors
+
+from study_factories import acc, attack_record, chapter_results
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_format_accuracy_known_answers():
+    a = acc(576, 1017)                     # 56.64% [53.53, 59.71] (Clopper-Pearson)
+    assert format_accuracy(a) == "56.6% [53.5, 59.7]"
+    assert format_accuracy(a, unit="") == "56.6 [53.5, 59.7]"
+    assert format_accuracy(a.to_dict()) == "56.6% [53.5, 59.7]"
+    assert format_percent(a) == "56.6%"
+    v, minus, plus = percent_with_errors(acc(0, 24))
+    assert v == 0 and minus == 0 and plus == pytest.approx(14.247, abs=1e-3)
+    with pytest.raises(TypeError, match="Accuracy or a mapping"):
+        format_accuracy(0.5)
+    with pytest.raises(KeyError, match="lacks \\['low'\\]"):
+        format_accuracy({"value": 0.5, "high": 0.6})
+    assert format_duration(125.9) == "2m 05s" and format_duration(None) == "–"
+    assert format_duration(float("nan")) == "–"
+
+
+def test_markdown_table_known_answer_and_escaping():
+    text = tables.markdown_table([["a|b", 1, None], {"x": "line\nbreak", "n": 2.5, "z": "ok"}], ["x", "n", "z"],
+                                 caption="Cap", align=["l", "r", "c"])
+    assert text == ("Cap\n\n| x | n | z |\n|---|---:|:---:|\n| a\\|b | 1 |  |\n| line break | 2.5 | ok |")
+
+
+@pytest.mark.parametrize("rows, columns, align, words", [
+    ([[1, 2]], ["a"], None, ["row 0 has 2 cells for 1 columns"]),
+    ([{"a": 1}], ["a", "b"], None, ["row 0 lacks column(s) ['b']"]),
+    ([[1]], ["a"], ["x"], ["align must give"]),
+    ([], [], None, ["at least one column"]),
+])
+def test_markdown_table_rejects_bad_input(rows, columns, align, words):
+    with pytest.raises(ValueError) as e:
+        tables.markdown_table(rows, columns, align=align)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_display_table_shows_a_markdown_object(monkeypatch):
+    import IPython.display as disp
+    shown = []
+    monkeypatch.setattr(disp, "display", lambda obj: shown.append(obj))
+    t = tables.Table([["ANN", "56.6"]], ["model", "acc"], "Caption")
+    assert tables.display_table(*t) is None
+    assert len(shown) == 1 and isinstance(shown[0], disp.Markdown)
+    assert shown[0].data == t.markdown() == tables.markdown_table(t.rows, t.columns, "Caption")
+
+
+def test_glue_values_calls_myst_glue_for_every_item(monkeypatch):
+    import myst_nb
+    got = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: got.append((name, value, display)))
+    tables.glue_values({"a": 1, "b": "x"})
+    assert got == [("a", 1, False), ("b", "x", False)]
+
+
+def test_chapter_tables_and_glue_from_records():
+    res = chapter_results()
+    t = tables.clean_accuracy_table(res["01_models"])
+    assert t.rows[0] == ["ANN", 0, "57.0 [46.7, 66.9]", "–", "–"] and t.rows[1][3:] == [16, "0.99"]
+    assert tables.threshold_table(res["01_models"]).rows == [["seed 0", "1.500", "2.250"]]
+    with pytest.raises(ValueError, match="no clean accuracy of SNN-conv for seed 0"):
+        tables.models_glue(res["01_models"], seed=0, n_test=100)
+    res["01_models"].clean.append(R.CleanRow(kind="SNN-conv", seed=0, T=64, leak=1.0, accuracy=acc(30)))
+    glue = tables.models_glue(res["01_models"], seed=0, n_test=100)
+    assert glue == {"acc_ann": "57.0% [46.7, 66.9]", "acc_conv": "30.0% [21.2, 40.0]",
+                    "acc_bp": "40.0% [30.3, 50.3]", "n_test": 100}
+    tm = res["04_training_method"]
+    tm.rows[0].result.flags_ok = False
+    head = tables.headline_table(tm, 8.0)
+    assert head.caption == "Accuracy (%) at epsilon 8/255 on 100 images"
+    assert head.rows == [["SNN-BP", "60.0 [49.7, 69.7]", "not run", "not run", "not run", "30.0 [21.2, 40.0] ⚠"]]
+    assert tables.training_method_glue(R.TrainingMethodResults(
+        rows=[R.TrainingMethodRow(kind=k, attack="PGD", setting="black-box", eps_255=8.0,
+                                  result=attack_record(acc(20 + i))) for i, k in enumerate(("SNN-BP", "ANN"))],
+        clean={}), 8.0) == {"eps_main": "8/255", "bp_bb": "20.0% [12.7, 29.2]", "ann_bb": "21.0% [13.5, 30.3]"}
+    checks = tables.masking_checks_table(res["06_gradient_masking"])
+    assert checks.rows == [["SNN-BP", "randomness", "⚠", "12.5% change"]]
+    assert tables.discretization_glue(res["02_discretization"])["bp_T_trend"] == "fewer than two points"
+    assert "→" in tables.leak_glue(res["03_leak"])["leak_trend"]
+
+
+def test_claims_table_and_summary_glue():
+    rows = [R.ClaimRow(id="E1", paper="P", claim="c|d", chapter="04", verdict=v, measured="m", scale=None)
+            for v in ("supported", "not run", "supported")]
+    t = tables.claims_table(rows)
+    assert [r[3] for r in t.rows] == ["✅ supported", "– not run", "✅ supported"]
+    assert "c\\|d" in t.markdown()
+    assert tables.summary_glue(rows) == {"n_supported": 2, "n_contradicted": 0, "n_inconclusive": 0,
+                                         "n_not_run": 1, "n_claims": 3}
+
+
+def test_provenance_table_sums_the_chapters(tmp_path):
+    for nb, wall in (("01_models", 60.0), ("02_discretization", 65.0), ("07_summary", 1.0)):
+        (tmp_path / f"{nb}.json").write_text(json.dumps({"wall_time_s": wall, "machine": {"cpu_count": 2}}))
+    t = tables.provenance_table(tmp_path)
+    assert [r[0] for r in t.rows] == ["01_models", "02_discretization", "**total**"]
+    assert t.rows[-1][1] == "2m 05s" and t.rows[0][1] == "1m 00s"
+
+
+def test_bench_table_reproduces_the_published_appendix():
+    path = ROOT / "results" / "bench" / "compare_cpu.json"
+    if not path.is_file():
+        pytest.skip("no committed benchmark")
+    rep = tables.load_bench(path)
+    t = tables.bench_table(rep)
+    assert t.columns[3] == "img·T/s" and t.align[1] == "r"
+    snnlib_rows = [r for r in t.rows if r[2] == "snnlib"]
+    assert all(r[5].startswith("**") for r in snnlib_rows[:1])
+    g = tables.bench_glue(rep)
+    assert g["infer_min"] <= g["infer_max"] and g["batch"] == rep["config"]["batch"]
+    with pytest.raises(FileNotFoundError, match="bench_json="):
+        tables.load_bench("no/such/file.json")
+
+
+def test_chapter_figures_draw_from_records():
+    import matplotlib.pyplot as plt
+    res = chapter_results()
+    fig = plots.clean_bars(res["01_models"], "t", "note", reference={"ANN": 89.5})
+    assert len(fig.axes[0].patches) == 2                           # one bar per (kind, seed) measured
+    fig = plots.timestep_curve(res["01_models"], "SNN-conv", "t")
+    assert fig.axes[0].get_xscale() == "log"
+    fig = plots.sweep_lines(res["02_discretization"].rows, "T", "t", "T", kind="SNN-BP", sweep="T")
+    assert len(fig.axes[0].get_legend().get_texts()) == 4
+    plots.bits_lines(res["02_discretization"], "SNN-BP", "t")
+    plots.budget_lines(res["04_training_method"], "PGD")
+    report = res["06_gradient_masking"].worst_case["SNN-BP"]
+    fig = plots.attack_bars(report, "note")
+    assert len(fig.axes[0].patches) == len(report.per_attack) + 1
+    assert fig.axes[0].patches[-1].get_height() == pytest.approx(100 * 2 / 24)   # the worst case, last
+    fig = plots.eps_lines(res["06_gradient_masking"])
+    plots.perturbation_lines({k: v for k, v in res["03_leak"].perturbation.items()}, "t")
+    plt.close("all")
+
+
+def test_transfer_heatmap_needs_every_cell():
+    res = chapter_results()["05_attack_source"]
+    with pytest.raises(R.RecordError, match="no PGD cell"):
+        plots.transfer_heatmap(res, "PGD")             # only ANN (twin) -> SNN-BP was measured
+    cells = [R.TransferCell(attack="PGD", source=s, source_kind="ANN", source_seed=0, target=t,
+                            result=attack_record(acc(10 * i + j))) for i, s in enumerate(("ANN", "ANN (twin)"))
+             for j, t in enumerate(R.KINDS)]
+    fig = plots.transfer_heatmap(R.AttackSourceResults(cells=cells, eps_255=8.0), "PGD")
+    img = fig.axes[0].images[0].get_array()
+    assert img.shape == (2, 3) and img[1, 2] == pytest.approx(12.0)
+    import matplotlib.pyplot as plt
+    plt.close("all")
