@@ -12,9 +12,11 @@ white-box when it *is* the target, transfer/black-box otherwise) and reports, on
   attack: the stronger one must not leave a higher accuracy), ``zero_grad_share`` (share of images whose input
   gradient on the source is exactly zero: a masked gradient, flagged when > 0), and readable warnings.
 
-The target is evaluated under ``torch.inference_mode`` in eval mode with its encoder reseeded from ``eval_seed``
-for the clean and for the adversarial pass alike (:func:`snnlib.robustness.prediction.predict`), so clean and adversarial
-accuracies see the same spike stream.  ``transfer_matrix`` crafts once per source and evaluates every target.
+The target is scored under ``torch.inference_mode`` in eval mode by :func:`snnlib.robustness.prediction.score`:
+each image over ``draws`` Poisson draws from the evaluation stream of ``eval_seed`` (never the attack's stream,
+and independent of the batch size), clean and adversarial alike; accuracies are majority-vote accuracies and the
+result keeps the per-image :class:`~snnlib.robustness.outcomes.Outcomes` for paired tests.  ``transfer_matrix``
+crafts once per source and evaluates every target.
 """
 from __future__ import annotations
 
@@ -27,10 +29,11 @@ from torch import Tensor, nn
 
 from ..attacks.base import Attack
 from ..attacks.checks import check_inputs
-from .prediction import predict
-from ..stats import Accuracy, accuracy_from_counts
+from .outcomes import Outcomes
+from .prediction import score
+from ..stats import Accuracy, accuracy_from_counts, accuracy_from_outcomes
 
-__all__ = ["RobustnessResult", "evaluate_attack", "transfer_matrix", "BUDGET_TOL"]
+__all__ = ["RobustnessResult", "evaluate_attack", "transfer_matrix", "attack_seed_of", "BUDGET_TOL"]
 
 BUDGET_TOL = 1e-6
 
@@ -57,6 +60,14 @@ class RobustnessResult:
     eval_seed: Optional[int] = 0
     seconds: float = 0.0
     warnings: List[str] = field(default_factory=list)
+    clean_outcomes: Optional[Outcomes] = field(default=None, repr=False)
+    adversarial_outcomes: Optional[Outcomes] = field(default=None, repr=False)
+
+    @property
+    def outcomes(self) -> Dict[str, Outcomes]:
+        """{"clean": ..., "adversarial": ...}: per-image correctness over the evaluation draws (same images)."""
+        return {k: v for k, v in (("clean", self.clean_outcomes), ("adversarial", self.adversarial_outcomes))
+                if v is not None}
 
     @property
     def flags_ok(self) -> bool:
@@ -109,17 +120,24 @@ def _craft(attack: Attack, x: Tensor, y_attack: Tensor, zero_grad_check: bool):
     return x_adv, share
 
 
-def _result(target, attack: Attack, x: Tensor, y: Tensor, x_adv: Tensor, clean_pred: Tensor, zero_share,
-            *, eval_seed, batch_size, source_name, target_name, weaker_attack=None, weaker_adv=None,
-            seconds=0.0) -> RobustnessResult:
+def attack_seed_of(attack: Attack) -> Optional[int]:
+    """The seed of an attack's own randomness (its ``config()["seed"]``), None when it has none."""
+    seed = attack.config().get("seed")
+    return None if seed is None else int(seed)
+
+
+def _result(target, attack: Attack, x: Tensor, y: Tensor, x_adv: Tensor, clean_out: Outcomes, zero_share,
+            *, eval_seed, draws, image_ids, batch_size, source_name, target_name, weaker_attack=None,
+            weaker_adv=None, seconds=0.0) -> RobustnessResult:
     y = y.cpu()
     n = int(y.numel())
     if n == 0:
         raise ValueError("no images to evaluate")
-    adv_pred = predict(target, x_adv, batch_size, eval_seed)
-    clean_ok, adv_ok = clean_pred == y, adv_pred == y
-    clean = accuracy_from_counts(int(clean_ok.sum()), n)
-    adv = accuracy_from_counts(int(adv_ok.sum()), n)
+    adv_out = score(target, x_adv, y, draws=draws, seed=eval_seed, image_ids=image_ids,
+                    attack_seed=attack_seed_of(attack), batch_size=batch_size)
+    clean_ok, adv_ok = torch.from_numpy(clean_out.majority()), torch.from_numpy(adv_out.majority())
+    clean = accuracy_from_outcomes(clean_ok.numpy())
+    adv = accuracy_from_outcomes(adv_ok.numpy())
     n_correct = int(clean_ok.sum())
     success = accuracy_from_counts(int((clean_ok & ~adv_ok).sum()), n_correct) if n_correct else None
     diff = (x_adv.detach().cpu().double() - x.detach().cpu().double()).abs()
@@ -136,8 +154,9 @@ def _result(target, attack: Attack, x: Tensor, y: Tensor, x_adv: Tensor, clean_p
                         " (the attack makes the target more accurate: check the gradient and the labels)")
     more_ok, weaker = None, None
     if weaker_adv is not None:
-        w_pred = predict(target, weaker_adv, batch_size, eval_seed)
-        w_acc = accuracy_from_counts(int((w_pred == y).sum()), n)
+        w_out = score(target, weaker_adv, y, draws=draws, seed=eval_seed, image_ids=image_ids,
+                      attack_seed=attack_seed_of(weaker_attack), batch_size=batch_size)
+        w_acc = accuracy_from_outcomes(w_out.majority())
         weaker = dict(attack=weaker_attack.config(), adversarial=w_acc.to_dict())
         more_ok = adv.value <= w_acc.value
         if not more_ok:
@@ -151,16 +170,21 @@ def _result(target, attack: Attack, x: Tensor, y: Tensor, x_adv: Tensor, clean_p
                             success_rate=success, max_linf=max_linf, budget_ok=budget_ok,
                             adv_not_above_clean=adv_not_above_clean, zero_grad_share=zero_share,
                             more_iters_not_weaker=more_ok, weaker=weaker, eval_seed=eval_seed, seconds=seconds,
-                            warnings=warnings)
+                            warnings=warnings, clean_outcomes=clean_out, adversarial_outcomes=adv_out)
 
 
 def evaluate_attack(target: nn.Module, attack: Attack, x: Tensor, y: Tensor, *, eval_seed: Optional[int] = 0,
                     batch_size: int = 64, iter_check: Optional[Attack] = None,
                     target_labels: Optional[Tensor] = None, zero_grad_check: bool = True,
-                    source_name: Optional[str] = None, target_name: Optional[str] = None) -> RobustnessResult:
-    """Accuracy of ``target`` on x and on ``attack(x)``, with sanity flags.
+                    source_name: Optional[str] = None, target_name: Optional[str] = None, draws: int = 1,
+                    image_ids=None, clean_outcomes: Optional[Outcomes] = None) -> RobustnessResult:
+    """Accuracy of ``target`` on x and on ``attack(x)``, with sanity flags and per-image outcomes.
 
     x: (N, 3, 32, 32) pixels in [0, 1]; y: true labels (N,).  ``attack.model`` is the source.
+    draws: Poisson draws each image is scored over (from ``eval_seed``'s evaluation stream, independent of the
+    attack's seed); accuracies are majority-vote accuracies, and the result keeps the per-image outcomes.
+    image_ids: global data-set indices of the images (default 0..N-1).  clean_outcomes: the target's outcomes on
+    x when already scored (same images, draws and seed), to save a pass.
     iter_check: optional weaker variant (e.g. the same PGD with fewer steps) for ``more_iters_not_weaker``.
     target_labels: the classes a targeted attack aims for (required when ``attack.targeted``).
     zero_grad_check: spend one gradient call on the source to measure ``zero_grad_share``.
@@ -170,7 +194,10 @@ def evaluate_attack(target: nn.Module, attack: Attack, x: Tensor, y: Tensor, *, 
     check_inputs(x, y)
     t0 = time.time()
     y_atk = _attack_labels(attack, y, target_labels)
-    clean_pred = predict(target, x, batch_size, eval_seed)
+    clean_out = clean_outcomes if clean_outcomes is not None else score(
+        target, x, y, draws=draws, seed=eval_seed, image_ids=image_ids, batch_size=batch_size)
+    if clean_out.n != int(y.shape[0]):
+        raise ValueError(f"clean_outcomes cover {clean_out.n} images, x has {int(y.shape[0])}")
     x_adv, share = _craft(attack, x, y_atk, zero_grad_check)
     weaker_adv = None
     if iter_check is not None:
@@ -178,7 +205,8 @@ def evaluate_attack(target: nn.Module, attack: Attack, x: Tensor, y: Tensor, *, 
             raise TypeError(f"iter_check must be a snnlib.attacks.Attack, got {type(iter_check).__name__}")
         weaker_adv = iter_check(x, _attack_labels(iter_check, y, target_labels))
     src = source_name if source_name is not None else (target_name if attack.model is target else None)
-    return _result(target, attack, x, y, x_adv, clean_pred, share, eval_seed=eval_seed, batch_size=batch_size,
+    return _result(target, attack, x, y, x_adv, clean_out, share, eval_seed=eval_seed, draws=draws,
+                   image_ids=image_ids, batch_size=batch_size,
                    source_name=_name(attack.model, src), target_name=_name(target, target_name),
                    weaker_attack=iter_check, weaker_adv=weaker_adv, seconds=time.time() - t0)
 
@@ -186,7 +214,8 @@ def evaluate_attack(target: nn.Module, attack: Attack, x: Tensor, y: Tensor, *, 
 def transfer_matrix(sources: Dict[str, nn.Module], targets: Dict[str, nn.Module],
                     attack_factory: Callable[[nn.Module], Attack], x: Tensor, y: Tensor, *,
                     eval_seed: Optional[int] = 0, batch_size: int = 64, target_labels: Optional[Tensor] = None,
-                    zero_grad_check: bool = True) -> Dict[str, Dict[str, RobustnessResult]]:
+                    zero_grad_check: bool = True, draws: int = 1,
+                    image_ids=None) -> Dict[str, Dict[str, RobustnessResult]]:
     """Source-by-target table ``{source_name: {target_name: RobustnessResult}}``.
 
     ``attack_factory(source_model)`` builds the attack; examples are crafted once per source and evaluated on
@@ -195,7 +224,8 @@ def transfer_matrix(sources: Dict[str, nn.Module], targets: Dict[str, nn.Module]
     if not sources or not targets:
         raise ValueError("transfer_matrix needs at least one source and one target")
     check_inputs(x, y)
-    clean = {name: predict(m, x, batch_size, eval_seed) for name, m in targets.items()}
+    clean = {name: score(m, x, y, draws=draws, seed=eval_seed, image_ids=image_ids, batch_size=batch_size)
+             for name, m in targets.items()}
     table: Dict[str, Dict[str, RobustnessResult]] = {}
     for s_name, s_model in sources.items():
         t0 = time.time()
@@ -206,6 +236,6 @@ def transfer_matrix(sources: Dict[str, nn.Module], targets: Dict[str, nn.Module]
         craft_s = time.time() - t0
         table[s_name] = {
             t_name: _result(t_model, attack, x, y, x_adv, clean[t_name], share, eval_seed=eval_seed,
-                            batch_size=batch_size, source_name=s_name, target_name=t_name, seconds=craft_s)
+                            draws=draws, image_ids=image_ids, batch_size=batch_size, source_name=s_name, target_name=t_name, seconds=craft_s)
             for t_name, t_model in targets.items()}
     return table

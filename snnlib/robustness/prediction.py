@@ -18,8 +18,9 @@ from ..data import Split, to_float
 from ..encoding import DirectEncoder
 from ..seeding import EVAL_ENCODER, derive_seeds
 from ..stats import Accuracy, accuracy_from_counts
+from .outcomes import Outcomes
 
-__all__ = ["predict", "predict_draws", "accuracy", "as_tensors"]
+__all__ = ["predict", "predict_draws", "is_stochastic", "score", "accuracy", "as_tensors"]
 
 
 def as_tensors(data: Union[Split, Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor]:
@@ -97,7 +98,7 @@ def predict_draws(model: nn.Module, x: Tensor, draws: int = 1, seed: int = 0, im
     n = int(x.shape[0])
     ids = _check_image_ids(image_ids, n)
     enc = getattr(model, "encoder", None)
-    if enc is None or isinstance(enc, DirectEncoder):
+    if not is_stochastic(model):
         return predict(model, x, batch_size, None, device).unsqueeze(0).expand(draws, n).clone()
     if not hasattr(enc, "set_sample_seeds"):
         raise TypeError(f"predict_draws needs an encoder with per-sample streams (set_sample_seeds), such as "
@@ -115,6 +116,37 @@ def predict_draws(model: nn.Module, x: Tensor, draws: int = 1, seed: int = 0, im
         enc.set_sample_seeds(None)
         model.train(was)
     return out
+
+
+def is_stochastic(model: nn.Module) -> bool:
+    """True when the model's prediction is random (an SNN with a Poisson-like encoder); False for an ANN or a
+    DirectEncoder SNN, whose K evaluation draws would all be equal."""
+    enc = getattr(model, "encoder", None)
+    return enc is not None and not isinstance(enc, DirectEncoder)
+
+
+def score(model: nn.Module, x: Tensor, y: Tensor, *, draws: int = 1, seed: Optional[int] = 0, image_ids=None,
+          attack_seed: Optional[int] = None, batch_size: int = 256, device=None) -> Outcomes:
+    """Per-image correctness of ``model`` on pixels x (N, 3, 32, 32) with labels y (N,) as :class:`Outcomes`.
+
+    A stochastic model is scored over ``draws`` Poisson draws from the evaluation stream of ``seed``
+    (:func:`predict_draws`: independent of the batch size); a deterministic one once (K = 1, eval_seed None).
+    ``seed=None`` keeps the legacy single pass with the encoder's current stream (no reseeding; K = 1).
+    image_ids: global data-set indices (default 0..N-1); attack_seed: recorded with the outcomes (None: clean).
+    """
+    y = torch.as_tensor(y).cpu()
+    ids = _check_image_ids(image_ids, int(x.shape[0]))
+    if y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must be (N,) labels for the N = {x.shape[0]} images, got shape {tuple(y.shape)}")
+    if seed is None:
+        pred, eval_seed = predict(model, x, batch_size, None, device).unsqueeze(0), None
+    elif is_stochastic(model):
+        pred, eval_seed = predict_draws(model, x, draws, seed, ids, batch_size, device), int(seed)
+    else:
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be an int >= 1 (independent Poisson draws per image), got {draws!r}")
+        pred, eval_seed = predict(model, x, batch_size, None, device).unsqueeze(0), None
+    return Outcomes(ids.numpy(), (pred == y.unsqueeze(0)).numpy(), eval_seed, attack_seed)
 
 
 def accuracy(model: nn.Module, data: Union[Split, Tuple[Tensor, Tensor]], batch_size: int = 256,

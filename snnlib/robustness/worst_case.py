@@ -11,7 +11,9 @@ from torch import Tensor, nn
 from ..attacks.base import Attack
 from ..attacks.checks import check_inputs
 from ..stats import Accuracy, accuracy_from_counts
-from .prediction import predict
+from .evaluation import attack_seed_of
+from .outcomes import Outcomes
+from .prediction import score
 
 __all__ = ["worst_case", "WorstCaseResult", "evaluate_worst_case"]
 
@@ -51,6 +53,7 @@ class WorstCaseResult:
     seconds: Dict[str, float] = field(default_factory=dict)
     include_clean: bool = True
     eval_seed: Optional[int] = 0
+    outcomes: Dict[str, Outcomes] = field(repr=False, default_factory=dict)
 
     @property
     def weakest_gap(self) -> float:
@@ -85,13 +88,14 @@ def _attribution(correct: Dict[str, Tensor]) -> Tuple[Dict[str, int], Dict[str, 
 
 def evaluate_worst_case(target: nn.Module, attacks: Mapping[str, Attack], x: Tensor, y: Tensor, *,
                         eval_seed: Optional[int] = 0, batch_size: int = 64,
-                        include_clean: bool = True) -> WorstCaseResult:
+                        include_clean: bool = True, draws: int = 1, image_ids=None) -> WorstCaseResult:
     """Craft with every attack, evaluate ``target`` on each, and take the per-image worst case.
 
     x: (N, 3, 32, 32) pixels in [0, 1]; y: (N,) true labels; attacks: {name: untargeted Attack} (their ``model``
-    is the crafting source: the target, a twin or another model).  Predictions use
-    :func:`snnlib.robustness.prediction.predict` with the target's encoder reseeded from ``eval_seed`` for every pass, so
-    all attacks are scored on the same spike stream.  include_clean: an image misclassified without attack
+    is the crafting source: the target, a twin or another model).  Every pass is scored by
+    :func:`snnlib.robustness.prediction.score` over ``draws`` Poisson draws from ``eval_seed``'s evaluation stream
+    (the same stream for every attack; per-image majority vote); ``outcomes`` keeps them ("clean" and one entry per
+    attack).  image_ids: global data-set indices (default 0..N-1).  include_clean: an image misclassified without attack
     counts as not robust (the AutoAttack convention).  By construction the worst case is never above any
     single attack's accuracy.
     """
@@ -109,12 +113,16 @@ def evaluate_worst_case(target: nn.Module, attacks: Mapping[str, Attack], x: Ten
     n = int(y.numel())
     if n == 0:
         raise ValueError("no images to evaluate")
-    clean_ok = predict(target, x, batch_size, eval_seed) == y
+    outcomes = {"clean": score(target, x, y, draws=draws, seed=eval_seed, image_ids=image_ids,
+                               batch_size=batch_size)}
+    clean_ok = torch.from_numpy(outcomes["clean"].majority())
     correct, max_linf, seconds = {}, {}, {}
     for name, atk in attacks.items():
         t0 = time.time()
         x_adv = atk(x, y)
-        correct[name] = predict(target, x_adv, batch_size, eval_seed) == y
+        outcomes[name] = score(target, x_adv, y, draws=draws, seed=eval_seed, image_ids=image_ids,
+                               attack_seed=attack_seed_of(atk), batch_size=batch_size)
+        correct[name] = torch.from_numpy(outcomes[name].majority())
         max_linf[name] = float((x_adv.detach().cpu().double() - x.detach().cpu().double()).abs().max())
         seconds[name] = time.time() - t0
     groups = ({"clean": clean_ok} if include_clean else {}) | correct
@@ -125,4 +133,5 @@ def evaluate_worst_case(target: nn.Module, attacks: Mapping[str, Attack], x: Ten
                            clean=accuracy_from_counts(int(clean_ok.sum()), n), per_attack=acc,
                            worst=accuracy_from_counts(int(robust.sum()), n), strongest=strongest, unique=unique,
                            robust=robust, correct=correct, configs={k: a.config() for k, a in attacks.items()},
-                           max_linf=max_linf, seconds=seconds, include_clean=include_clean, eval_seed=eval_seed)
+                           max_linf=max_linf, seconds=seconds, include_clean=include_clean, eval_seed=eval_seed,
+                           outcomes=outcomes)

@@ -26,11 +26,12 @@ from ..attacks import ATTACKS, Attack
 from ..attacks.suite import adaptive_suite, default_alpha, surrogate_variants
 from ..encoding import PoissonEncoder
 from ..models import SpikingVGG
-from ..robustness.evaluation import evaluate_attack, transfer_matrix
+from ..robustness.evaluation import evaluate_attack
 from ..robustness.masking import badge, run_checks, zero_gradients
-from ..robustness.prediction import accuracy, predict
+from ..robustness.outcomes import Outcomes
+from ..robustness.prediction import as_tensors, score
 from ..robustness.worst_case import evaluate_worst_case
-from ..stats import Accuracy, accuracy_from_counts
+from ..stats import Accuracy, accuracy_from_outcomes
 from .cache import ArtifactCache
 from .claims import PAPER_TABLE_I
 from .formatting import format_percent
@@ -43,10 +44,10 @@ from .records import (AttackRecord, AttackSourceResults, ChapterFile, CheckRecor
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "setup", "model_key",
-           "make_attack", "clean_accuracy", "clean_table", "conversion_timesteps", "accuracy_vs_T", "training_histories",
+           "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "clean_table", "conversion_timesteps", "accuracy_vs_T", "training_histories",
            "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
            "discretization_results", "leak_results", "training_method_results", "attack_source_results",
-           "zero_gradient_share", "adaptive_attacks", "masking_report", "gradient_masking_results",
+           "zero_gradient_share", "adaptive_attacks", "masking_report", "worst_case_outcomes", "target_pairs", "gradient_masking_results",
            "save_summary", "KINDS", "PAPER_TABLE_I"]
 
 KINDS = ("ANN", "SNN-conv", "SNN-BP")
@@ -104,6 +105,7 @@ class Context:
     device: torch.device
     started: float = field(default_factory=time.time)
     attack_split: Optional[D.Split] = None
+    clean_memo: Dict[int, Any] = field(default_factory=dict, repr=False)   # id(model) -> (model, Outcomes)
 
     @property
     def target(self) -> ModelSet:
@@ -114,6 +116,12 @@ class Context:
     def twin(self) -> ModelSet:
         """The independently trained black-box twins (second training seed)."""
         return self.models[1]
+
+    def attack_ids(self) -> Tensor:
+        """Global test-set indices of the attack images (N,) (0..N-1 when the split does not know them)."""
+        if self.attack_split is not None and getattr(self.attack_split, "indices", None) is not None:
+            return torch.as_tensor(self.attack_split.indices[: len(self.y)]).long()
+        return torch.arange(len(self.y))
 
     def scale_note(self) -> str:
         p = self.params
@@ -155,9 +163,16 @@ def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=
 
 
 # ----------------------------------------------------------------------------------------------------- accuracy
-def clean_accuracy(model: nn.Module, split_or_xy, seed: int = 0, batch_size: int = 128) -> Accuracy:
-    """Clean accuracy (with its interval) of a model on a Split or (x, y)."""
-    return accuracy(model, split_or_xy, batch_size=batch_size, seed=seed)
+def clean_scores(model: nn.Module, split_or_xy, seed: int = 0, draws: int = 1, batch_size: int = 128) -> Outcomes:
+    """Per-image clean outcomes of a model on a Split (ids: its test-set indices) or an (x, y) pair (ids 0..N-1)."""
+    x, y = as_tensors(split_or_xy)
+    ids = split_or_xy.indices if isinstance(split_or_xy, D.Split) else None
+    return score(model, x, y, draws=draws, seed=seed, image_ids=ids, batch_size=batch_size)
+
+
+def clean_accuracy(model: nn.Module, split_or_xy, seed: int = 0, draws: int = 1, batch_size: int = 128) -> Accuracy:
+    """Clean (majority-vote) accuracy with its Clopper-Pearson interval of a model on a Split or (x, y)."""
+    return accuracy_from_outcomes(clean_scores(model, split_or_xy, seed, draws, batch_size).majority())
 
 
 def clean_table(ctx: Context) -> List[CleanRow]:
@@ -165,9 +180,10 @@ def clean_table(ctx: Context) -> List[CleanRow]:
     rows = []
     for ms in ctx.models:
         for kind, model in ms.kinds().items():
+            out = clean_scores(model, ctx.test, ctx.params["eval_seed"], ctx.params["eval_draws"])
             rows.append(CleanRow(kind=kind, seed=ms.seed, T=getattr(model, "T", None),
                                  leak=getattr(model, "leak", None),
-                                 accuracy=clean_accuracy(model, ctx.test, ctx.params["eval_seed"])))
+                                 accuracy=accuracy_from_outcomes(out.majority()), outcomes=out))
     return rows
 
 
@@ -176,9 +192,11 @@ def conversion_timesteps(T_conv: int) -> List[int]:
     return sorted({max(6, T_conv // 4), max(6, T_conv // 2), T_conv, 2 * T_conv, 4 * T_conv})
 
 
-def accuracy_vs_T(model: SpikingVGG, split, T_values: Iterable[int], seed: int = 0) -> List[TimestepPoint]:
+def accuracy_vs_T(model: SpikingVGG, split, T_values: Iterable[int], seed: int = 0,
+                  draws: int = 1) -> List[TimestepPoint]:
     """Clean accuracy of an SNN at several inference timesteps (same weights and thresholds)."""
-    return [TimestepPoint(T=int(T), accuracy=clean_accuracy(model.twin(T=int(T)), split, seed)) for T in T_values]
+    return [TimestepPoint(T=int(T), accuracy=clean_accuracy(model.twin(T=int(T)), split, seed, draws))
+            for T in T_values]
 
 
 def training_histories(ctx: Context) -> Dict[str, Optional[Dict[str, List[float]]]]:
@@ -196,7 +214,7 @@ def models_results(ctx: Context) -> ModelsResults:
     return ModelsResults(
         clean=clean_table(ctx),
         conv_vs_T=accuracy_vs_T(ctx.target.snn_conv, ctx.test, conversion_timesteps(ctx.params["T_conv"]),
-                                ctx.params["eval_seed"]),
+                                ctx.params["eval_seed"], ctx.params["eval_draws"]),
         thresholds={f"seed {ms.seed}": [round(float(t), 3) for t in ms.info["thresholds"]] for ms in ctx.models},
         snn_bp_thresholds={f"seed {ms.seed}": [float(t) for t in ms.info["snn_bp_thresholds"]]
                            for ms in ctx.models},
@@ -245,7 +263,7 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
     if key == "pgd":
         kw.setdefault("alpha", float(params["pgd_alpha"]) / 255.0)
         kw.setdefault("steps", int(params["pgd_steps"]))
-    return cls(model, eps, grad_mode=grad_mode, seed=int(params["eval_seed"]), **kw)
+    return cls(model, eps, grad_mode=grad_mode, seed=int(params["attack_seed"]), **kw)
 
 
 def _adv_cached(ctx: Context, pair: AttackPair, attack: Attack, x: Tensor, y: Tensor) -> Tensor:
@@ -296,16 +314,29 @@ def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: flo
     measure the share of zero source gradients (default: for white-box pairs only).  The crafted examples are
     cached.
     """
+    own_images = x is None
     x = ctx.x if x is None else x
     y = ctx.y if y is None else y
+    ids = ctx.attack_ids() if own_images else None
     if zero_grad_check is None:
         zero_grad_check = pair.is_whitebox
     atk = make_attack(attack_name, pair.source, eps_255, ctx.params, **attack_kw)
     x_adv = _adv_cached(ctx, pair, atk, x, y)
+    clean = clean_outcomes(ctx, pair.target) if own_images else None
     res = evaluate_attack(pair.target, _Precrafted(atk, x_adv), x, y, eval_seed=ctx.params["eval_seed"],
                           zero_grad_check=zero_grad_check, source_name=pair.source_name,
-                          target_name=pair.target_name)
+                          target_name=pair.target_name, draws=ctx.params["eval_draws"], image_ids=ids,
+                          clean_outcomes=clean)
     return AttackRecord.from_result(res, attack_name, whitebox=pair.is_whitebox)
+
+
+def clean_outcomes(ctx: Context, model: nn.Module) -> Outcomes:
+    """The model's per-image outcomes on the chapter's attack images (scored once per model and reused)."""
+    key = id(model)
+    if key not in ctx.clean_memo:       # the memo keeps the model alive, so its id is never reused
+        ctx.clean_memo[key] = (model, score(model, ctx.x, ctx.y, draws=ctx.params["eval_draws"],
+                                            seed=ctx.params["eval_seed"], image_ids=ctx.attack_ids()))
+    return ctx.clean_memo[key][1]
 
 
 def eps_sweep(ctx: Context, pair: AttackPair, attack_name: str, eps_list: Sequence[float],
@@ -370,7 +401,7 @@ def robustness_row(ctx: Context, kind: str, model: nn.Module, eps_255: float) ->
     bb = AttackPair(source=ctx.twin.ann, source_name="ANN (twin)", source_set=ctx.twin, source_kind="ANN",
                     target=model, target_name=kind)
     return dict(kind=kind, eps_255=float(eps_255),
-                clean=clean_accuracy(model, (ctx.x, ctx.y), ctx.params["eval_seed"]),
+                clean=accuracy_from_outcomes(clean_outcomes(ctx, model).majority()),
                 fgsm_wb=attack_result(ctx, wb, "fgsm", eps_255), pgd_wb=attack_result(ctx, wb, "pgd", eps_255),
                 pgd_bb=attack_result(ctx, bb, "pgd", eps_255, zero_grad_check=False))
 
@@ -417,56 +448,63 @@ def leak_results(ctx: Context, eps_255: float, log: Callable[[str], Any] = print
     return LeakResults(rows=rows, perturbation=pert, eps_255=float(eps_255))
 
 
+def target_pairs(ctx: Context) -> List[tuple]:
+    """[(target set, twin set)]: the first seed's models attacked, the second's as black-box source; with
+    ``target_seeds: both`` also the reverse, so every black-box number has two replicates."""
+    pairs = [(ctx.target, ctx.twin)]
+    if ctx.params.get("target_seeds", "first") == "both":
+        pairs.append((ctx.twin, ctx.target))
+    return pairs
+
+
 def training_method_results(ctx: Context, log: Callable[[str], Any] = print) -> TrainingMethodResults:
     """Chapter 4: every kind under FGSM and PGD at every budget of ``eps_list``, white-box (crafted on itself)
-    and black-box (crafted on its independently trained twin of the same kind)."""
+    and black-box (crafted on its independently trained twin of the same kind), for every target seed of
+    :func:`target_pairs`.  ``clean``: the first seed's clean accuracies on the attack images."""
     P = ctx.params
-    clean = {k: clean_accuracy(m, (ctx.x, ctx.y), P["eval_seed"]) for k, m in ctx.target.kinds().items()}
+    clean = {k: accuracy_from_outcomes(clean_outcomes(ctx, m).majority()) for k, m in ctx.target.kinds().items()}
     rows = []
-    for kind in KINDS:
-        target = ctx.target.kinds()[kind]
-        wb = AttackPair.whitebox(target, kind, ctx.target)
-        bb = AttackPair(source=ctx.twin.kinds()[kind], source_name=f"{kind} (twin)", source_set=ctx.twin,
-                        source_kind=kind, target=target, target_name=kind)
-        for attack in ("FGSM", "PGD"):
-            for eps in P["eps_list"]:
-                rows.append(TrainingMethodRow(kind=kind, attack=attack, setting="white-box", eps_255=float(eps),
-                                              result=attack_result(ctx, wb, attack, eps)))
-                rows.append(TrainingMethodRow(kind=kind, attack=attack, setting="black-box", eps_255=float(eps),
-                                              result=attack_result(ctx, bb, attack, eps, zero_grad_check=False)))
-        log(f"{kind}: done")
+    for tset, sset in target_pairs(ctx):
+        for kind in KINDS:
+            target = tset.kinds()[kind]
+            wb = AttackPair.whitebox(target, kind, tset)
+            bb = AttackPair(source=sset.kinds()[kind], source_name=f"{kind} (twin)", source_set=sset,
+                            source_kind=kind, target=target, target_name=kind)
+            for attack in ("FGSM", "PGD"):
+                for eps in P["eps_list"]:
+                    rows.append(TrainingMethodRow(kind=kind, attack=attack, setting="white-box", eps_255=float(eps),
+                                                  result=attack_result(ctx, wb, attack, eps), seed=tset.seed))
+                    rows.append(TrainingMethodRow(kind=kind, attack=attack, setting="black-box", eps_255=float(eps),
+                                                  result=attack_result(ctx, bb, attack, eps, zero_grad_check=False),
+                                                  seed=tset.seed))
+            log(f"{kind} (seed {tset.seed}): done")
     return TrainingMethodResults(rows=rows, clean=clean)
 
 
 def attack_source_results(ctx: Context, eps_255: float, attacks: Sequence[str] = ("FGSM", "PGD"),
                           log: Callable[[str], Any] = print) -> AttackSourceResults:
-    """Chapter 5: the transfer matrix (:func:`snnlib.robustness.transfer_matrix`) of every attack at eps_255.
+    """Chapter 5: the source-by-target transfer matrix of every attack at eps_255, for every target seed of
+    :func:`target_pairs`.
 
-    Sources: the three target kinds (the diagonal is white-box) and their independently trained twins
-    ("<kind> (twin)"); targets: the three kinds.  Examples come from the artifact cache when another chapter
-    crafted them; every cell carries its source's zero-gradient share.
+    Sources: the three target kinds (the diagonal is white-box) and the other seed's models ("<kind> (twin)");
+    targets: the three kinds of the target seed.  Every cell is an :func:`attack_result` (examples from the
+    artifact cache when another chapter crafted them; per-image outcomes; white-box cells carry their source's
+    zero-gradient share).
     """
-    pairs: Dict[str, AttackPair] = {}
-    for ms, suffix in ((ctx.target, ""), (ctx.twin, " (twin)")):
-        for kind, model in ms.kinds().items():
-            pairs[f"{kind}{suffix}"] = AttackPair(source=model, source_name=f"{kind}{suffix}", source_set=ms,
-                                                  source_kind=kind, target=model, target_name=kind)
-    by_model = {id(p.source): p for p in pairs.values()}
     cells = []
-    for attack_name in attacks:
-        def factory(model: nn.Module) -> Attack:
-            pair = by_model[id(model)]
-            atk = make_attack(attack_name, model, eps_255, ctx.params)
-            return _Precrafted(atk, _adv_cached(ctx, pair, atk, ctx.x, ctx.y))
-
-        table = transfer_matrix({name: p.source for name, p in pairs.items()}, dict(ctx.target.kinds()), factory,
-                                ctx.x, ctx.y, eval_seed=ctx.params["eval_seed"])
-        for name, p in pairs.items():
-            for target_name, res in table[name].items():
-                cells.append(TransferCell(attack=attack_name.upper(), source=name, source_kind=p.source_kind,
-                                          source_seed=p.source_set.seed, target=target_name,
-                                          result=AttackRecord.from_result(res, attack_name)))
-        log(f"{attack_name}: done")
+    for tset, sset in target_pairs(ctx):
+        sources = [(f"{kind}{suffix}", ms, kind, model) for ms, suffix in ((tset, ""), (sset, " (twin)"))
+                   for kind, model in ms.kinds().items()]
+        for attack_name in attacks:
+            for name, ms, kind, model in sources:
+                for target_name, target in tset.kinds().items():
+                    pair = AttackPair(source=model, source_name=name, source_set=ms, source_kind=kind,
+                                      target=target, target_name=target_name)
+                    rec = attack_result(ctx, pair, attack_name, eps_255)
+                    cells.append(TransferCell(attack=attack_name.upper(), source=name, source_kind=kind,
+                                              source_seed=ms.seed, target=target_name, result=rec,
+                                              target_seed=tset.seed))
+            log(f"{attack_name} (target seed {tset.seed}): done")
     return AttackSourceResults(cells=cells, eps_255=float(eps_255))
 
 
@@ -541,16 +579,18 @@ def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) ->
     P = ctx.params
     n = int(P["adaptive_images"])
     x, y = ctx.x[:n], ctx.y[:n]
+    ids = ctx.attack_ids()[:n]
     adaptive = adaptive_attacks(ctx, kind, model, eps_255)
-    wc = evaluate_worst_case(model, adaptive.attacks, x, y, eval_seed=P["eval_seed"])
+    wc = evaluate_worst_case(model, adaptive.attacks, x, y, eval_seed=P["eval_seed"], draws=P["eval_draws"],
+                             image_ids=ids)
     paper = wc.per_attack[adaptive.paper_pgd]
     acc_by_eps = {float(eps_255): paper}
     for e in sorted(set(float(v) for v in list(P["eps_list"]) + list(P["large_eps"]))):
         if e == float(eps_255):
             continue
         atk = make_attack("pgd", model, e, P, alpha=max(float(P["pgd_alpha"]), e / 4) / 255)
-        adv_pred = predict(model, atk(x, y), seed=P["eval_seed"])
-        acc_by_eps[e] = accuracy_from_counts(int((adv_pred == y).sum()), len(y))
+        out = score(model, atk(x, y), y, draws=P["eval_draws"], seed=P["eval_seed"], image_ids=ids)
+        acc_by_eps[e] = accuracy_from_outcomes(out.majority())
     checks = run_checks(whitebox=paper, blackbox=wc.per_attack[adaptive.transfer],
                         fgsm=wc.per_attack[adaptive.paper_fgsm], pgd=paper,
                         acc_by_eps={e / 255: a for e, a in acc_by_eps.items()},
@@ -561,7 +601,26 @@ def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) ->
                          seconds={k: round(v, 3) for k, v in wc.seconds.items()},
                          acc_by_eps={str(k): v for k, v in acc_by_eps.items()},
                          checks=[CheckRecord(**c.to_dict()) for c in checks], badge=badge(checks),
-                         paper_attack=adaptive.paper_pgd)
+                         paper_attack=adaptive.paper_pgd,
+                         outcomes=worst_case_outcomes(wc.outcomes, adaptive, model))
+
+
+def worst_case_outcomes(outcomes: Mapping[str, Outcomes], adaptive: AdaptiveAttacks,
+                        model: nn.Module) -> Dict[str, Outcomes]:
+    """The per-image outcomes chapter 6 keeps: "clean", "paper" (the papers' PGD) and the worst cases (clean
+    included, majority vote per attack, K = 1): over every attack, over the attacks crafted on the target itself
+    ("worst_case_whitebox") and over the transfer attacks ("worst_case_transfer")."""
+    clean = outcomes["clean"]
+    groups = {"worst_case": list(adaptive.attacks),
+              "worst_case_whitebox": [k for k, a in adaptive.attacks.items() if a.model is model],
+              "worst_case_transfer": [k for k, a in adaptive.attacks.items() if a.model is not model]}
+    out = {"clean": clean, "paper": outcomes[adaptive.paper_pgd]}
+    for name, keys in groups.items():
+        if keys:
+            robust = Outcomes.all_correct([clean] + [outcomes[k] for k in keys])
+            out[name] = Outcomes(clean.image_ids, robust[None, :], clean.eval_seed, None,
+                                 {"attacks": list(keys)})
+    return out
 
 
 def gradient_masking_results(ctx: Context, eps_255: float,

@@ -56,7 +56,8 @@ class AttackRecord:
     The fields of :class:`snnlib.robustness.RobustnessResult` (``to_dict``): clean and adversarial accuracy on the
     same images, the attack's success rate (share of the clean-correct images it fools; None when none were
     correct), the perturbation used (``max_linf`` in [0, 1], ``max_linf_255``), the sanity flags and warnings and
-    the attack's configuration.  ``outcomes``: optional per-image outcomes by name (e.g. "clean", "adversarial").
+    the attack's configuration.  ``outcomes``: per-image outcomes "clean" and "adversarial" (K evaluation draws
+    each; None in files written before schema version 1).
     """
 
     attack_name: str
@@ -95,6 +96,7 @@ class AttackRecord:
                         where="RobustnessResult")
         if whitebox is not None:
             rec.whitebox = bool(whitebox)
+        rec.outcomes = dict(getattr(result, "outcomes", None) or {}) or None
         return rec
 
 
@@ -107,6 +109,7 @@ class CleanRow:
     T: Optional[int]
     leak: Optional[float]
     accuracy: Accuracy
+    outcomes: Optional[Outcomes] = None      # per-image correctness over the evaluation draws (None before v1)
 
 
 @dataclass
@@ -211,13 +214,17 @@ class LeakResults:
 
 @dataclass
 class TrainingMethodRow:
-    """One attack (FGSM/PGD) in one setting ("white-box"/"black-box") at eps_255 on one model kind."""
+    """One attack (FGSM/PGD) in one setting ("white-box"/"black-box") at eps_255 on one model kind.
+
+    seed: the training seed of the target model (the black-box source is the other seed's model).
+    """
 
     kind: str
     attack: str
     setting: str
     eps_255: float
     result: AttackRecord
+    seed: int = 0
 
 
 @dataclass
@@ -259,6 +266,7 @@ class TransferCell:
     source_seed: int
     target: str
     result: AttackRecord
+    target_seed: int = 0
 
 
 @dataclass
@@ -309,6 +317,8 @@ class MaskingReport:
 
     per_attack: {attack name: adversarial accuracy}; worst_case: images correct under every attack; strongest /
     unique: images first / only fooled by each attack; acc_by_eps: {"8.0": accuracy} of the papers' PGD.
+    outcomes: per-image outcomes "clean", "paper" (the papers' PGD), "worst_case" (every attack),
+    "worst_case_whitebox" (attacks crafted on the target itself) and "worst_case_transfer" (transfer attacks only).
     """
 
     kind: str
@@ -345,7 +355,14 @@ class GradientMaskingResults:
 
 @dataclass
 class ClaimRow:
-    """One claim of the papers and this study's verdict on it (07_summary)."""
+    """One claim of the papers and this study's verdict on it (07_summary), with the test behind the verdict.
+
+    effect: A - B in accuracy points (for a trend: the last level minus the first) with its 95 % interval
+    ci_low / ci_high (points); p_value: the claim's own test, p_adjusted: Holm-adjusted over the primary claims
+    (None for a secondary claim); mde: the difference (points) detectable with 80 % power on these n_images;
+    seeds: the target models' training seeds used; excluded: model variants the guards removed.  Fields after
+    ``scale`` have defaults, so summaries written before they existed still load.
+    """
 
     id: str
     paper: str
@@ -354,6 +371,17 @@ class ClaimRow:
     verdict: str
     measured: str
     scale: Optional[str]
+    test: Optional[str] = None
+    effect: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    p_value: Optional[float] = None
+    p_adjusted: Optional[float] = None
+    mde: Optional[float] = None
+    n_images: Optional[int] = None
+    seeds: List[int] = field(default_factory=list)
+    primary: bool = False
+    excluded: List[str] = field(default_factory=list)
 
 
 #: the results record of each chapter, by notebook stem
@@ -580,7 +608,9 @@ def write_record(results_dir: Union[str, os.PathLike], record: Union[ChapterFile
 class StudyResults:
     """The chapters' typed results that the claims read; a chapter that has not run is None.
 
-    scale_notes: {notebook: the chapter's scale note}; num_classes: of the dataset (chance = 1 / num_classes).
+    scale_notes: {notebook: the chapter's scale note}; num_classes: of the dataset (chance = 1 / num_classes);
+    parameters: the run's profile parameters (of 01_models, else of the first chapter present), e.g.
+    ``equivalence_margin`` (accuracy points) and ``model_seeds``.
     """
 
     models: Optional[ModelsResults] = None
@@ -591,6 +621,7 @@ class StudyResults:
     gradient_masking: Optional[GradientMaskingResults] = None
     scale_notes: Dict[str, str] = field(default_factory=dict)
     num_classes: int = 10
+    parameters: Dict[str, Any] = field(default_factory=dict)
 
     ATTRIBUTE = {"01_models": "models", "02_discretization": "discretization", "03_leak": "leak",
                  "04_training_method": "training_method", "05_attack_source": "attack_source",
@@ -610,6 +641,8 @@ class StudyResults:
         models = files.get("01_models")
         if models is not None:
             kw["num_classes"] = 100 if models.parameters.get("dataset") == "cifar100" else 10
+        first = models if models is not None else next(iter(files.values()), None)
+        kw["parameters"] = dict(first.parameters) if first is not None else {}
         return cls(**kw)
 
 

@@ -15,7 +15,8 @@ from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, L
                       TrainingMethodResults, AttackSourceResults, series)
 
 __all__ = ["Table", "markdown_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
-           "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "scale_text",
+           "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "verdict_rules_table",
+           "scale_text",
            "provenance_table", "models_glue",
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
@@ -23,7 +24,7 @@ __all__ = ["Table", "markdown_table", "display_table", "glue_values", "clean_acc
 
 #: how the summary shows each verdict
 VERDICT_BADGES = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "❔ inconclusive",
-                  "not run": "– not run"}
+                  "not testable": "⊘ not testable", "not run": "– not run"}
 
 
 class Table(NamedTuple):
@@ -203,10 +204,38 @@ def gradient_masking_glue(results: GradientMaskingResults) -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------- chapter 7
+def _signed(x: Optional[float]) -> str:
+    return f"{x:+.1f}"
+
+
+def _p_text(p: Optional[float]) -> str:
+    return "" if p is None else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
 def claims_table(rows: Sequence[ClaimRow]) -> Table:
-    """One line per claim: id, paper, claim, verdict (with its badge), what was measured."""
-    return Table([[r.id, r.paper, r.claim, VERDICT_BADGES[r.verdict], r.measured] for r in rows],
-                 ["id", "paper", "claim", "verdict", "measured"])
+    """One line per claim: id, paper, claim, verdict (with its badge), the test, the effect A − B in points with
+    its 95 % interval, p (Holm-adjusted in parentheses for a primary claim), MDE (points, 80 % power), images,
+    seeds and what was measured.  Rows of summaries written before these fields existed show empty cells."""
+    out = []
+    for r in rows:
+        effect = "" if r.effect is None else _signed(r.effect) + (
+            f" [{_signed(r.ci_low)}, {_signed(r.ci_high)}]" if r.ci_low is not None and r.ci_high is not None else "")
+        p = _p_text(r.p_value) + (f" (Holm {_p_text(r.p_adjusted)})" if r.p_adjusted is not None else "")
+        out.append([r.id, r.paper, r.claim, VERDICT_BADGES.get(r.verdict, r.verdict), r.test or "", effect, p,
+                    "" if r.mde is None else f"{r.mde:.1f}", "" if r.n_images is None else r.n_images,
+                    ", ".join(map(str, r.seeds)), r.measured])
+    return Table(out, ["id", "paper", "claim", "verdict", "test", "effect, points [95% CI]", "p (Holm)",
+                       "MDE (points)", "n", "seeds", "measured"], "", ["l"] * 5 + ["r"] * 4 + ["l"] * 2)
+
+
+def verdict_rules_table() -> Table:
+    """The verdict rule of every kind of claim (:data:`snnlib.study.claims.VERDICT_RULES`); the caption holds the
+    guards every point passes first."""
+    from .claims import GUARDS, VERDICT_RULES
+    rows = [[r.name, ", ".join(r.claims), r.test, r.direction, r.margin, r.alpha, r.supported, r.contradicted,
+             r.inconclusive, r.not_testable] for r in VERDICT_RULES]
+    return Table(rows, ["claim kind", "claims", "test", "direction", "margin", "alpha", "supported", "contradicted",
+                        "inconclusive", "not testable"], GUARDS)
 
 
 def scale_text(rows: Sequence[ClaimRow]) -> str:

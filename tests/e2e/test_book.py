@@ -81,9 +81,14 @@ def test_every_chapter_writes_results_json(smoke):
 def test_summary_verdicts_come_from_the_numbers(smoke):
     data = json.loads((smoke["results"] / "07_summary.json").read_text())
     verdicts = {c["verdict"] for c in data["claims"]}
-    assert verdicts <= {"supported", "contradicted", "inconclusive", "not run"}
+    assert verdicts <= {"supported", "contradicted", "inconclusive", "not testable", "not run"}
     # smoke models classify at chance, so no claim may be called supported or contradicted
-    assert verdicts <= {"inconclusive", "not run"}, verdicts
+    assert verdicts <= {"inconclusive", "not testable", "not run"}, verdicts
+    # every tested claim carries its test, effect with interval, p-value, MDE and images (issue 14)
+    for c in data["claims"]:
+        if c["verdict"] in ("inconclusive", "supported", "contradicted") and c["id"] != "E10":
+            assert c["test"] and c["n_images"], c
+            assert c["effect"] is not None and c["ci_low"] is not None and c["p_value"] is not None, c
 
 
 def test_nbval_on_executed_notebooks(smoke):

@@ -88,3 +88,45 @@ def study_files() -> dict:
 def write_study(folder: Path, files: dict) -> None:
     for f in files.values():
         R.write_record(folder, f)
+
+
+# ------------------------------------------------------------------------------ records with per-image outcomes
+def pair_vectors(n11=0, n10=0, n01=0, n00=0):
+    """Two (N,) bool outcome vectors with exactly these paired counts (n10: a right, b wrong)."""
+    a = np.array([True] * n11 + [True] * n10 + [False] * n01 + [False] * n00)
+    b = np.array([True] * n11 + [False] * n10 + [True] * n01 + [False] * n00)
+    return a, b
+
+
+def vector(k, n):
+    """(n,) bool: the first k images correct."""
+    return np.arange(n) < k
+
+
+def outcome(bits, ids=None) -> Outcomes:
+    """Outcomes (one draw) of a bool vector, image ids 0..N-1 unless given."""
+    bits = np.asarray(bits, dtype=bool)
+    return Outcomes(image_ids=np.arange(bits.size) if ids is None else np.asarray(ids), correct=bits[None, :])
+
+
+def scored_record(adv, clean=None, zero_grad=None, ids=None, eps_255=8.0, **changes) -> R.AttackRecord:
+    """An AttackRecord whose accuracies and outcomes ("clean", "adversarial") come from per-image vectors;
+    clean defaults to all correct."""
+    adv = np.asarray(adv, dtype=bool)
+    clean = np.ones_like(adv) if clean is None else np.asarray(clean, dtype=bool)
+    n = int(adv.size)
+    return attack_record(adversarial=acc(int(adv.sum()), n), clean=acc(int(clean.sum()), n), n=n, eps_255=eps_255,
+                         zero_grad_share=zero_grad, outcomes={"clean": outcome(clean, ids),
+                                                              "adversarial": outcome(adv, ids)}, **changes)
+
+
+def scored_row(cls, adv, clean=None, zero_grad=None, **fields):
+    """A DiscretizationRow / LeakRow whose white-box PGD has per-image outcomes (adv) and clean outcomes."""
+    rec = scored_record(adv, clean, zero_grad=zero_grad)
+    return cls(eps_255=8.0, clean=rec.clean, fgsm_wb=rec, pgd_wb=rec, pgd_bb=rec, **fields)
+
+
+def clean_row(kind, bits, seed=0) -> R.CleanRow:
+    bits = np.asarray(bits, dtype=bool)
+    return R.CleanRow(kind=kind, seed=seed, T=None, leak=None, accuracy=acc(int(bits.sum()), int(bits.size)),
+                      outcomes=outcome(bits))

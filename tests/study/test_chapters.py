@@ -92,7 +92,7 @@ def tiny_ctx(tmp_path_factory):
         bp = SpikingVGG(copy.deepcopy(ann), [0.35] * 5, T=4, leak=0.99, encoder=PoissonEncoder(seed=0)).eval()
         configs = {k: {"kind": k, "seed": seed} for k in E.KINDS}
         sets.append(ModelSet(ann, conv, bp, seed, info={"configs": configs}))
-    params = dict(pgd_alpha=2, pgd_steps=2, eval_seed=0, long_pgd_steps=3, restarts=1, eot_samples=2,
+    params = dict(pgd_alpha=2, pgd_steps=2, eval_seed=0, attack_seed=0, eval_draws=1, long_pgd_steps=3, restarts=1, eot_samples=2,
                   surrogates=["linear", "arctan"], adaptive_images=4, eps_list=[8], large_eps=[64])
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(4, 3, 32, 32, generator=g), torch.tensor([0, 1, 2, 3])
@@ -109,10 +109,39 @@ def test_transfer_matrix_cells_agree_with_single_attack_results(tiny_ctx):
         suffix = " (twin)" if c.source.endswith(" (twin)") else ""
         pair = E.AttackPair(source=ms[suffix].kinds()[c.source_kind], source_name=c.source, source_set=ms[suffix],
                             source_kind=c.source_kind, target=tiny_ctx.target.kinds()[c.target], target_name=c.target)
-        one = E.attack_result(tiny_ctx, pair, "PGD", 8, zero_grad_check=True)
+        one = E.attack_result(tiny_ctx, pair, "PGD", 8)
         assert one.adversarial == c.result.adversarial and one.clean == c.result.clean, (c.source, c.target)
         assert one.zero_grad_share == c.result.zero_grad_share
+        assert (c.result.zero_grad_share is not None) == c.result.whitebox
         assert c.result.whitebox == (c.source == c.target) == one.whitebox
+        out = c.result.outcomes
+        assert out["clean"].aligned(out["adversarial"]) and out["adversarial"].attack_seed == 0
+        assert out["adversarial"].accuracy() == c.result.adversarial.value
+
+
+def test_both_target_seeds_give_two_replicates(tiny_ctx):
+    tiny_ctx.params["target_seeds"] = "both"
+    try:
+        res = E.attack_source_results(tiny_ctx, 8, attacks=("FGSM",), log=lambda s: None)
+    finally:
+        tiny_ctx.params.pop("target_seeds")
+    assert len(res.cells) == 36 and {c.target_seed for c in res.cells} == {0, 1}
+    for c in res.cells:      # a twin is always the other seed's model, the rest the target's own
+        assert (c.source_seed != c.target_seed) == c.source.endswith(" (twin)")
+
+
+def test_outcomes_use_the_evaluation_stream_not_the_attacks(tiny_ctx):
+    """Changing only the attack seed changes the crafted images, never the clean outcomes."""
+    ms = tiny_ctx.target
+    wb = E.AttackPair.whitebox(ms.snn_bp, "SNN-BP", ms)
+    a = E.attack_result(tiny_ctx, wb, "rfgsm", 8)
+    tiny_ctx.params["attack_seed"] = 7
+    try:
+        b = E.attack_result(tiny_ctx, wb, "rfgsm", 8)
+    finally:
+        tiny_ctx.params["attack_seed"] = 0
+    assert (a.outcomes["clean"].correct == b.outcomes["clean"].correct).all()
+    assert a.outcomes["adversarial"].attack_seed == 0 and b.outcomes["adversarial"].attack_seed == 7
 
 
 def test_zero_gradient_share_is_the_robustness_apis_value(tiny_ctx):

@@ -102,7 +102,7 @@ def test_claims_table_and_summary_glue():
     assert [r[3] for r in t.rows] == ["✅ supported", "– not run", "✅ supported"]
     assert "c\\|d" in t.markdown()
     assert tables.summary_glue(rows) == {"n_supported": 2, "n_contradicted": 0, "n_inconclusive": 0,
-                                         "n_not_run": 1, "n_claims": 3}
+                                         "n_not_testable": 0, "n_not_run": 1, "n_claims": 3}
 
 
 def test_provenance_table_sums_the_chapters(tmp_path):
