@@ -29,6 +29,7 @@ from ..models import SpikingVGG
 from ..robustness.evaluation import evaluate_attack
 from ..robustness.masking import badge, run_checks, zero_gradients
 from ..robustness.outcomes import Outcomes
+from ..seeding import generator
 from ..robustness.prediction import as_tensors, score
 from ..robustness.worst_case import evaluate_worst_case
 from ..stats import Accuracy, accuracy_from_outcomes
@@ -43,8 +44,9 @@ from .records import (AttackRecord, AttackSourceResults, ChapterFile, CheckRecor
                       TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
 from .results import provenance
 
-__all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "setup", "model_key",
-           "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "clean_table", "conversion_timesteps", "accuracy_vs_T", "training_histories",
+__all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
+           "model_key", "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "clean_table",
+           "conversion_timesteps", "accuracy_vs_T", "training_histories",
            "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
            "discretization_results", "leak_results", "training_method_results", "attack_source_results",
            "zero_gradient_share", "adaptive_attacks", "masking_report", "worst_case_outcomes", "target_pairs", "gradient_masking_results",
@@ -125,7 +127,10 @@ class Context:
 
     def scale_note(self) -> str:
         p = self.params
-        return (f"profile '{p['profile']}', {self.test.describe()}; attacks on the first {len(self.y)} of them; "
+        sample = (f"attacks on the first {len(self.y)} of them" if p.get("sample_seed") is None else
+                  f"attacks on a random sample of {len(self.y)} of them (sample seed {p['sample_seed']})")
+        return (f"profile '{p['profile']}', {self.test.describe()}; {sample}; "
+                f"each scored over {p.get('eval_draws', 1)} Poisson draw(s) (majority vote); "
                 f"{p['n_train']} training images ({self.models[0].info['train_data']['source']}); "
                 f"training seeds {p['model_seeds']}, evaluation seed {p['eval_seed']}; "
                 f"{p['arch']}, ANN {p['epochs_ann']} epochs, SNN-BP {p['epochs_snn']} epochs at T={p['T_bp']}, "
@@ -146,6 +151,18 @@ class Context:
         return str(write_record(self.params["results_dir"], self.chapter_file(results)))
 
 
+def attack_order(n: int, sample_seed: Optional[int]) -> Tensor:
+    """Positions 0..n-1 of the test split in the order they are attacked (int64 (n,)).
+
+    sample_seed None: the split's own order (the first test images); an int: a permutation drawn from the stream
+    ``derive_seed(sample_seed, "attack.sample")``, so the first ``attack_images`` are a random sample and a smaller
+    sample (e.g. the adaptive images) is the leading part of a larger one.
+    """
+    if sample_seed is None:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator(int(sample_seed), "attack.sample"))
+
+
 def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=print,
           cache: Optional[ArtifactCache] = None) -> Context:
     """Validate parameters, load the test split and attack images, build (or load) the models of every seed."""
@@ -154,8 +171,9 @@ def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=
     torch.set_num_threads(max(1, torch.get_num_threads()))
     device = resolve_device(p["device"])
     test = D.load(p["dataset"], "test", n=p["n_test"], data_dir=p["data_dir"], source=p["data_source"])
-    att = D.load(p["dataset"], "test", indices=test.indices[: p["attack_images"]].tolist(), data_dir=p["data_dir"],
-                 source=test.source)
+    order = attack_order(len(test), p.get("sample_seed"))
+    att = D.load(p["dataset"], "test", indices=test.indices[order[: p["attack_images"]]].tolist(),
+                 data_dir=p["data_dir"], source=test.source)
     cache = cache or ArtifactCache()
     models = [build_models(p, s, cache=cache, progress=progress, log=log) for s in p["model_seeds"][:2]]
     return Context(notebook, p, test, D.to_float(att.images), att.labels, models, cache, device, started=t0,

@@ -252,6 +252,10 @@ _PARAM_LIST = [
     _p("device", "str", "one of 'cpu', 'cuda', 'auto'",
        "torch device (auto: cuda if available)", _choice_check("cpu", "cuda", "auto")),
     _p("attack_images", "int", "an integer >= 1", "test images attacked", _int_check(1)),
+    _p("sample_seed", "int|null", "an integer or null",
+       "seed of the random order in which test images are attacked, a smaller sample being the start of a larger "
+       "one; null keeps the first test images",
+       _optional(_int_check())),
     # ---- per-notebook extras -------------------------------------------------------------
     _p("T_list", "list[int]", "a non-empty list of integers >= 1",
        "timesteps swept for the discretisation study", _list_check(_int_check(1)),

@@ -219,3 +219,15 @@ def test_discretization_and_leak_sweeps_build_their_records(tiny_ctx):
         back = R.from_dict(type(rec), json.loads(json.dumps(to_jsonable(R.to_dict(rec)))))
         assert json.dumps(to_jsonable(R.to_dict(back)), sort_keys=True) == \
             json.dumps(to_jsonable(R.to_dict(rec)), sort_keys=True)
+
+
+def test_attack_order_is_a_seeded_permutation_whose_prefixes_nest():
+    import torch
+    first = E.attack_order(1017, None)
+    assert first.tolist() == list(range(1017))                      # null: the first test images, as before
+    a, b = E.attack_order(1017, 0), E.attack_order(1017, 0)
+    assert torch.equal(a, b) and sorted(a.tolist()) == list(range(1017))
+    assert not torch.equal(a, E.attack_order(1017, 1))
+    assert not torch.equal(a[:100], first[:100])                    # never simply the first N
+    # a smaller sample (adaptive images) is the start of the larger one, so every chapter is paired on it
+    assert set(a[:24].tolist()) <= set(a[:300].tolist())
