@@ -45,7 +45,7 @@ from .records import (AttackRecord, AttackSourceResults, ChapterFile, CheckRecor
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
-           "model_key", "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "clean_table",
+           "model_key", "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "images_for", "clean_table",
            "conversion_timesteps", "accuracy_vs_T", "training_histories",
            "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
            "discretization_results", "leak_results", "training_method_results", "attack_source_results",
@@ -107,7 +107,7 @@ class Context:
     device: torch.device
     started: float = field(default_factory=time.time)
     attack_split: Optional[D.Split] = None
-    clean_memo: Dict[int, Any] = field(default_factory=dict, repr=False)   # id(model) -> (model, Outcomes)
+    clean_memo: Dict[Any, Any] = field(default_factory=dict, repr=False)   # (id(model), n) -> (model, Outcomes)
 
     @property
     def target(self) -> ModelSet:
@@ -129,6 +129,8 @@ class Context:
         p = self.params
         sample = (f"attacks on the first {len(self.y)} of them" if p.get("sample_seed") is None else
                   f"attacks on a random sample of {len(self.y)} of them (sample seed {p['sample_seed']})")
+        if p.get("snn_conv_images") is not None and p["snn_conv_images"] < len(self.y):
+            sample += f" (cells with SNN-conv: the first {p['snn_conv_images']} of these)"
         return (f"profile '{p['profile']}', {self.test.describe()}; {sample}; "
                 f"each scored over {p.get('eval_draws', 1)} Poisson draw(s) (majority vote); "
                 f"{p['n_train']} training images ({self.models[0].info['train_data']['source']}); "
@@ -333,14 +335,15 @@ def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: flo
     cached.
     """
     own_images = x is None
-    x = ctx.x if x is None else x
-    y = ctx.y if y is None else y
-    ids = ctx.attack_ids() if own_images else None
+    n = images_for(ctx, pair.source_kind, pair.target_name) if own_images else None
+    x = ctx.x[:n] if x is None else x
+    y = ctx.y[:n] if y is None else y
+    ids = ctx.attack_ids()[:n] if own_images else None
     if zero_grad_check is None:
         zero_grad_check = pair.is_whitebox
     atk = make_attack(attack_name, pair.source, eps_255, ctx.params, **attack_kw)
     x_adv = _adv_cached(ctx, pair, atk, x, y)
-    clean = clean_outcomes(ctx, pair.target) if own_images else None
+    clean = clean_outcomes(ctx, pair.target, n) if own_images else None
     res = evaluate_attack(pair.target, _Precrafted(atk, x_adv), x, y, eval_seed=ctx.params["eval_seed"],
                           zero_grad_check=zero_grad_check, source_name=pair.source_name,
                           target_name=pair.target_name, draws=ctx.params["eval_draws"], image_ids=ids,
@@ -348,12 +351,23 @@ def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: flo
     return AttackRecord.from_result(res, attack_name, whitebox=pair.is_whitebox)
 
 
-def clean_outcomes(ctx: Context, model: nn.Module) -> Outcomes:
-    """The model's per-image outcomes on the chapter's attack images (scored once per model and reused)."""
-    key = id(model)
+def images_for(ctx: Context, *kinds: str) -> int:
+    """How many of the attack images (the leading ones of the seeded sample) a cell involving ``kinds`` uses: all
+    of them, or ``snn_conv_images`` when SNN-conv crafts or is scored (its long T makes each image expensive)."""
+    n = len(ctx.y)
+    limit = ctx.params.get("snn_conv_images")
+    if limit is not None and "SNN-conv" in kinds:
+        n = min(n, int(limit))
+    return n
+
+
+def clean_outcomes(ctx: Context, model: nn.Module, n: Optional[int] = None) -> Outcomes:
+    """The model's per-image outcomes on the first ``n`` (default all) attack images, scored once and reused."""
+    n = len(ctx.y) if n is None else n
+    key = (id(model), n)
     if key not in ctx.clean_memo:       # the memo keeps the model alive, so its id is never reused
-        ctx.clean_memo[key] = (model, score(model, ctx.x, ctx.y, draws=ctx.params["eval_draws"],
-                                            seed=ctx.params["eval_seed"], image_ids=ctx.attack_ids()))
+        ctx.clean_memo[key] = (model, score(model, ctx.x[:n], ctx.y[:n], draws=ctx.params["eval_draws"],
+                                            seed=ctx.params["eval_seed"], image_ids=ctx.attack_ids()[:n]))
     return ctx.clean_memo[key][1]
 
 
@@ -419,7 +433,7 @@ def robustness_row(ctx: Context, kind: str, model: nn.Module, eps_255: float) ->
     bb = AttackPair(source=ctx.twin.ann, source_name="ANN (twin)", source_set=ctx.twin, source_kind="ANN",
                     target=model, target_name=kind)
     return dict(kind=kind, eps_255=float(eps_255),
-                clean=accuracy_from_outcomes(clean_outcomes(ctx, model).majority()),
+                clean=accuracy_from_outcomes(clean_outcomes(ctx, model, images_for(ctx, kind)).majority()),
                 fgsm_wb=attack_result(ctx, wb, "fgsm", eps_255), pgd_wb=attack_result(ctx, wb, "pgd", eps_255),
                 pgd_bb=attack_result(ctx, bb, "pgd", eps_255, zero_grad_check=False))
 
@@ -480,7 +494,8 @@ def training_method_results(ctx: Context, log: Callable[[str], Any] = print) -> 
     and black-box (crafted on its independently trained twin of the same kind), for every target seed of
     :func:`target_pairs`.  ``clean``: the first seed's clean accuracies on the attack images."""
     P = ctx.params
-    clean = {k: accuracy_from_outcomes(clean_outcomes(ctx, m).majority()) for k, m in ctx.target.kinds().items()}
+    clean = {k: accuracy_from_outcomes(clean_outcomes(ctx, m, images_for(ctx, k)).majority())
+             for k, m in ctx.target.kinds().items()}
     rows = []
     for tset, sset in target_pairs(ctx):
         for kind in KINDS:

@@ -252,6 +252,9 @@ _PARAM_LIST = [
     _p("device", "str", "one of 'cpu', 'cuda', 'auto'",
        "torch device (auto: cuda if available)", _choice_check("cpu", "cuda", "auto")),
     _p("attack_images", "int", "an integer >= 1", "test images attacked", _int_check(1)),
+    _p("snn_conv_images", "int|null", "an integer >= 1 or null",
+       "attack images used by the cells where SNN-conv crafts or is scored, the leading part of the sample; "
+       "null uses all of them", _optional(_int_check(1))),
     _p("sample_seed", "int|null", "an integer or null",
        "seed of the random order in which test images are attacked, a smaller sample being the start of a larger "
        "one; null keeps the first test images",

@@ -231,3 +231,20 @@ def test_attack_order_is_a_seeded_permutation_whose_prefixes_nest():
     assert not torch.equal(a[:100], first[:100])                    # never simply the first N
     # a smaller sample (adaptive images) is the start of the larger one, so every chapter is paired on it
     assert set(a[:24].tolist()) <= set(a[:300].tolist())
+
+
+def test_snn_conv_cells_use_the_leading_part_of_the_sample(tiny_ctx):
+    ms = tiny_ctx.target
+    tiny_ctx.params["snn_conv_images"] = 2
+    try:
+        conv = E.attack_result(tiny_ctx, E.AttackPair.whitebox(ms.snn_conv, "SNN-conv", ms), "fgsm", 8)
+        ann = E.attack_result(tiny_ctx, E.AttackPair.whitebox(ms.ann, "ANN", ms), "fgsm", 8)
+        bb = E.AttackPair(source=ms.ann, source_name="ANN", source_set=ms, source_kind="ANN", target=ms.snn_conv,
+                          target_name="SNN-conv")
+        to_conv = E.attack_result(tiny_ctx, bb, "fgsm", 8)
+    finally:
+        tiny_ctx.params.pop("snn_conv_images")
+    ids = tiny_ctx.attack_ids().tolist()
+    assert conv.n == to_conv.n == 2 and ann.n == 4
+    assert conv.outcomes["adversarial"].image_ids.tolist() == ids[:2]      # a prefix: pairs with the others
+    assert to_conv.outcomes["clean"].image_ids.tolist() == ids[:2]
