@@ -3,7 +3,10 @@
 ``VGG`` holds the weights and is the ANN (ReLU, average pooling, no bias, normalisation inside the model, so it
 takes pixels in [0, 1]).  ``SpikingVGG`` wraps the *same* ``VGG`` module (no copy) and runs it as a spiking network:
 encoder -> (conv | pool | dropout | linear) layers on time folded into the batch -> LIF layers over time -> a
-non-spiking accumulating output layer whose membrane, divided by T, gives the logits (reference/papers.md 1.4-1.5).
+non-spiking accumulating output layer whose membrane, divided by T, gives the logits (as in the released code,
+https://github.com/ssharmin/spikingNN-adversarial-attack, of Sharmin, Rathi, Panda and Roy, "Inherent Adversarial
+Robustness of Deep Spiking Neural Networks: Effects of Discrete Input Encoding and Non-Linear Activations",
+ECCV 2020, LNCS 12374, doi:10.1007/978-3-030-58526-6_24, arXiv:2003.10399).
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Integrate-and-fire neurons: surrogate-gradient registry, a parameter record, pure step functions, modules.
 
-Conventions (as in the released code of Sharmin et al. 2020, reference/papers.md 1.5 and 1.14):
+Conventions (as in the released code, https://github.com/ssharmin/spikingNN-adversarial-attack at commit 57c7772, of
+Sharmin, Rathi, Panda and Roy, "Inherent Adversarial Robustness of Deep Spiking Neural Networks: Effects of
+Discrete Input Encoding and Non-Linear Activations", ECCV 2020, LNCS 12374, doi:10.1007/978-3-030-58526-6_24,
+arXiv:2003.10399):
 
 * membrane potential ``u`` and threshold ``threshold`` are in the same (arbitrary) current units;
 * the surrogate acts on the *normalised* membrane ``v = u / threshold - 1``, so dS/du = sg'(v) / threshold;

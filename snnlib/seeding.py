@@ -12,7 +12,9 @@ Purposes used by snnlib (any non-empty string works):
 * ``"attack.noise"``   — an attack's random start / random step (PGD, R-FGSM);
 * ``"attack.encoder"`` — the source SNN's Poisson spikes while crafting;
 * ``"attack.dropout"`` — the source's dropout masks while crafting in train mode;
-* ``"eval.encoder"``   — the Poisson spikes of one image in one evaluation draw (keys: image id, draw index).
+* ``"eval.encoder"``   — the Poisson spikes of one image in one evaluation draw (keys: image id, draw index);
+* ``"data.validation"`` — which training images the study holds out for validation (``study.pipeline``);
+* ``"train.validation"`` — the evaluation seed of SNN-BP's per-epoch validation accuracy (``study.pipeline``).
 """
 from __future__ import annotations
 

@@ -1,10 +1,17 @@
 """Training: the ANN with SGD, the hybrid SNN with BPTT through the surrogate (Adam), checkpoint every epoch, resume.
 
-Defaults follow the papers' setup (reference/papers.md 1.7): ANN — SGD lr 1e-2, momentum 0.9, weight decay 5e-4,
-batch 64, lr / 10 at 60/80/90 % of the epochs; SNN — Adam (amsgrad) lr 1e-4, weight decay 5e-4, lr / 5 at
-60/80/90 %.  The settings of a run are one :class:`TrainConfig` (``TrainConfig.ann(epochs)`` /
-``TrainConfig.snn(epochs)`` give the papers' defaults); keyword calls such as ``train_ann(net, split, 10, lr=0.05)``
-override its fields.
+Defaults follow the papers' setup (the training code Sharmin et al., ECCV 2020, arXiv:2003.10399, build on: Rathi,
+Srinivasan, Panda and Roy, "Enabling Deep Spiking Neural Networks with Hybrid Conversion and Spike Timing Dependent
+Backpropagation", ICLR 2020, arXiv:2005.01807, https://github.com/nitin-rathi/hybrid-snn-conversion):
+ANN — SGD lr 1e-2, momentum 0.9, weight decay 5e-4, batch 64, lr / 10 at 60/80/90 % of the epochs; SNN — Adam
+(amsgrad) lr 1e-4, weight decay 5e-4, lr / 5 at 60/80/90 %.  The settings of a run are one :class:`TrainConfig`
+(``TrainConfig.ann(epochs)`` / ``TrainConfig.snn(epochs)`` give the papers' defaults); keyword calls such as
+``train_ann(net, split, 10, lr=0.05)`` override its fields.
+
+Validation and early stopping: ``fit(..., validate=fn)`` calls ``fn(model)`` after every epoch and records the
+returned accuracy in ``history["val_acc"]``; with ``patience`` it stops once that many epochs passed without a
+better validation accuracy, and with ``restore_best`` it returns the weights of the best validation epoch (the first
+one on ties).  ``on_epoch_end(epoch, model, history)`` runs after each epoch (e.g. to keep a copy of the weights).
 
 Randomness: shuffling and augmentation draw from a data generator seeded with ``seed``; dropout masks draw from the
 global RNG, which :func:`fit` seeds with ``seed`` inside ``torch.random.fork_rng`` (so the caller's global RNG
@@ -23,7 +30,7 @@ import numbers
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +43,8 @@ __all__ = ["TrainConfig", "SCHEDULES", "OPTIMIZERS", "fit", "train_ann", "train_
            "CheckpointMismatch"]
 
 #: learning-rate schedules: "step" (divide by ``lr_reduce`` at each milestone fraction of the epochs) or
-#: "cosine" (``lr * (1 + cos(pi * epoch / epochs)) / 2``, epoch by epoch).
+#: "cosine" (``lr * (1 + cos(pi * (epoch - w) / (epochs - w))) / 2`` after ``w = warmup_epochs`` warm-up epochs,
+#: epoch by epoch).  Warm-up (either schedule): epoch ``e < w`` uses ``(e + 1) / (w + 1)`` of the scheduled lr.
 SCHEDULES = ("step", "cosine")
 #: optimizers :meth:`TrainConfig.make_optimizer` builds: SGD with momentum, Adam (optionally amsgrad).
 OPTIMIZERS = ("sgd", "adam")
@@ -69,7 +77,8 @@ class TrainConfig:
     batch_size: images per step (for a Split; a batch iterable brings its own); seed: the data generator and the
     global RNG (dropout) are seeded with it; augment: random crop + flip (None = True for a Split, False for a
     batch iterable); label_smoothing: of the cross-entropy, in [0, 1); optimizer: "sgd" | "adam", with momentum
-    (SGD), weight_decay, amsgrad (Adam) — used when :func:`fit` builds the optimizer itself.
+    and nesterov (SGD), weight_decay, amsgrad (Adam) — used when :func:`fit` builds the optimizer itself;
+    warmup_epochs: linear learning-rate warm-up, int >= 0 (see :data:`SCHEDULES`).
     The class defaults are the papers' ANN setup; :meth:`snn` gives the SNN one.
     """
 
@@ -86,6 +95,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     amsgrad: bool = True
+    warmup_epochs: int = 0
+    nesterov: bool = False
 
     def __post_init__(self):
         e = self.epochs
@@ -100,6 +111,11 @@ class TrainConfig:
             raise TypeError(f"augment must be True, False or None (= True for a Split), got {self.augment!r}")
         if not isinstance(self.amsgrad, bool):
             raise TypeError(f"amsgrad must be True or False, got {self.amsgrad!r}")
+        if not isinstance(self.nesterov, bool):
+            raise TypeError(f"nesterov must be True or False, got {self.nesterov!r}")
+        w = self.warmup_epochs
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 0:
+            raise ValueError(f"warmup_epochs must be an int >= 0, got {w!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -124,6 +140,10 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing:g}")
         set_(self, "momentum", _real("momentum", self.momentum, 0.0))
         set_(self, "weight_decay", _real("weight_decay", self.weight_decay, 0.0))
+        set_(self, "warmup_epochs", int(w))
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0.0):
+            raise ValueError(f"nesterov=True needs optimizer 'sgd' with momentum > 0, got optimizer "
+                             f"{self.optimizer!r} with momentum {self.momentum:g}")
 
     # ------------------------------------------------------------------ presets and changes
     @classmethod
@@ -155,16 +175,27 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ what the settings mean
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of epoch ``epoch`` (0-based) under the schedule."""
+        """Learning rate of epoch ``epoch`` (0-based) under the schedule (after the warm-up, if any).
+
+        Warm-up: epoch ``e < w`` (``w = warmup_epochs``) uses ``(e + 1) / (w + 1)`` of the rate the schedule gives
+        it, so the rate rises linearly to the full rate at epoch ``w``.  Cosine: ``lr (1 + cos(pi (e - w) /
+        (epochs - w))) / 2`` from epoch ``w`` on (``lr`` at epoch ``w``; without warm-up the usual cosine).  Step:
+        ``lr / lr_reduce**k`` after ``k`` milestones (fractions of ``epochs``, warm-up included).
+        """
+        w = self.warmup_epochs
         if self.schedule == "cosine":
-            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+            if epoch < w:
+                return self.lr * (epoch + 1) / (w + 1)
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - w) / max(self.epochs - w, 1)))
         n = sum(1 for f in self.milestones if 0 < round(f * self.epochs) <= epoch)
-        return self.lr / (self.lr_reduce ** n)
+        rate = self.lr / (self.lr_reduce ** n)
+        return rate * (epoch + 1) / (w + 1) if epoch < w else rate
 
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """SGD(lr, momentum, weight_decay) or Adam(lr, weight_decay, amsgrad) over ``params``."""
+        """SGD(lr, momentum, weight_decay, nesterov) or Adam(lr, weight_decay, amsgrad) over ``params``."""
         if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                                   nesterov=self.nesterov)
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, amsgrad=self.amsgrad)
 
     def record(self, augment: bool) -> Dict[str, Any]:
@@ -176,12 +207,17 @@ class TrainConfig:
             out["schedule"] = self.schedule
         if self.label_smoothing != 0.0:
             out["label_smoothing"] = self.label_smoothing
+        if self.warmup_epochs != 0:
+            out["warmup_epochs"] = self.warmup_epochs
         return out
 
     def optimizer_record(self) -> Dict[str, Any]:
         """The optimizer's settings as checkpoints record them (only those the chosen optimizer uses)."""
         if self.optimizer == "sgd":
-            return dict(optimizer="sgd", momentum=self.momentum, weight_decay=self.weight_decay)
+            out = dict(optimizer="sgd", momentum=self.momentum, weight_decay=self.weight_decay)
+            if self.nesterov:       # recorded only when used, so earlier checkpoints keep matching
+                out["nesterov"] = True
+            return out
         return dict(optimizer="adam", weight_decay=self.weight_decay, amsgrad=self.amsgrad)
 
 
@@ -265,8 +301,12 @@ def _settings(epochs: Union[int, TrainConfig], base, overrides: Dict[str, Any]) 
 def fit(model: nn.Module, train: Union[Split, Iterable], epochs: Union[int, TrainConfig],
         optimizer: Optional[torch.optim.Optimizer] = None, *, checkpoint: Optional[Union[str, Path]] = None,
         record: Optional[dict] = None, progress: bool = True, device: Union[str, torch.device] = "cpu",
-        stop_after: Optional[int] = None, encoder=None, **overrides) -> Dict[str, list]:
-    """Train ``model`` with cross-entropy; returns the history {'loss', 'acc', 'lr', 'seconds': one per epoch}.
+        stop_after: Optional[int] = None, encoder=None, validate: Optional[Callable[[nn.Module], float]] = None,
+        patience: Optional[int] = None, restore_best: bool = False,
+        on_epoch_end: Optional[Callable[[int, nn.Module, Dict[str, list]], None]] = None,
+        **overrides) -> Dict[str, list]:
+    """Train ``model`` with cross-entropy; returns the history {'loss', 'acc', 'lr', 'seconds': one per epoch}
+    (and 'val_acc' with ``validate``).
 
     train: a Split (shuffled and, with augment, augmented here, ``batch_size`` images per step) or any re-iterable
         of (x float (B, C, H, W) in [0, 1], y (B,)) batches, e.g. a DataLoader (which shuffles by itself; with
@@ -277,7 +317,16 @@ def fit(model: nn.Module, train: Union[Split, Iterable], epochs: Union[int, Trai
     checkpoint: file written after every epoch (atomically) and resumed from when present with the same settings;
     record: extra JSON-able entries of the checkpoint's configuration (the model's, the kind of run);
     stop_after: stop after this many epochs of *this call* (used to test resume);
-    encoder: the SNN's encoder, whose generator state is checkpointed too.
+    encoder: the SNN's encoder, whose generator state is checkpointed too;
+    validate: ``validate(model) -> accuracy`` (a fraction) called after every epoch, recorded in
+        ``history["val_acc"]``; it runs inside the training's RNG fork, so draws it makes from the global RNG would
+        shift the dropout stream (reproducibly): evaluate with seeded streams of its own (an SNN: a twin's encoder);
+    patience: with ``validate``, stop once ``patience`` epochs (int >= 1) passed without a strictly better
+        validation accuracy (``epochs`` is then the maximum); a resumed run that had stopped stays stopped;
+    restore_best: with ``validate``, leave ``model`` with the weights of the best validation epoch (the first best
+        on ties) instead of the last epoch's (the best weights are checkpointed too);
+    on_epoch_end: ``on_epoch_end(epoch, model, history)`` after each epoch (0-based ``epoch``, after validation,
+        before the checkpoint is written; it may run again for an epoch redone after an interruption).
     The caller's global RNG state (CPU and the training CUDA device) is the same after the call as before.
     """
     settings = _settings(epochs, TrainConfig, overrides)
@@ -287,7 +336,23 @@ def fit(model: nn.Module, train: Union[Split, Iterable], epochs: Union[int, Trai
     if optimizer is None:
         optimizer = settings.make_optimizer(model.parameters())
         record.update(settings.optimizer_record())
+    if validate is None and (patience is not None or restore_best):
+        raise ValueError("patience and restore_best need a validate function (validation accuracy per epoch)")
+    if validate is not None and not callable(validate):
+        raise TypeError(f"validate must be a function model -> accuracy, got {type(validate).__name__}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be a function (epoch, model, history), got {type(on_epoch_end).__name__}")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, numbers.Integral)
+                                 or patience < 1):
+        raise ValueError(f"patience must be an int >= 1 (epochs without a better validation accuracy), "
+                         f"got {patience!r}")
+    if not isinstance(restore_best, bool):
+        raise TypeError(f"restore_best must be True or False, got {restore_best!r}")
+    if validate is not None:
+        # validation settings are recorded only when used, so checkpoints written before keep matching
+        record["validation"] = dict(patience=None if patience is None else int(patience), restore_best=restore_best)
     config = _json_clean(dict(record, **settings.record(augment), data=_data_record(train)))
+    stopping = _Stopping(validate, None if patience is None else int(patience), restore_best)
     device = torch.device(device)
     model.to(device)
     cuda_devices = []
@@ -300,15 +365,61 @@ def fit(model: nn.Module, train: Union[Split, Iterable], epochs: Union[int, Trai
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(settings.seed)
         return _fit_loop(model, train, settings, optimizer, augment, config, checkpoint, progress, device,
-                         cuda_devices, stop_after, encoder)
+                         cuda_devices, stop_after, encoder, stopping, on_epoch_end)
+
+
+@dataclass
+class _Stopping:
+    """Validation state of a run: the function, the early-stopping rule, the best epoch so far and its weights."""
+
+    validate: Optional[Callable[[nn.Module], float]]
+    patience: Optional[int]
+    restore_best: bool
+    best_epoch: Optional[int] = None
+    best_acc: float = -math.inf
+    best_state: Optional[Dict[str, torch.Tensor]] = None
+    stopped: bool = False
+
+    def after_epoch(self, epoch: int, model: nn.Module, history: Dict[str, list]) -> None:
+        if self.validate is None:
+            return
+        acc = self.validate(model)
+        if isinstance(acc, torch.Tensor):
+            acc = acc.item()
+        acc = float(acc)
+        if math.isnan(acc):
+            raise ValueError(f"validate returned NaN after epoch {epoch + 1}")
+        history["val_acc"].append(acc)
+        if acc > self.best_acc:
+            self.best_epoch, self.best_acc = epoch, acc
+            if self.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.patience is not None and epoch - self.best_epoch >= self.patience:
+            self.stopped = True
+
+    def state(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"stopped": self.stopped, "best_epoch": self.best_epoch}
+        if self.best_state is not None:
+            out["best_model"] = self.best_state
+        return out
+
+    def load(self, state: Dict[str, Any], history: Dict[str, list]) -> None:
+        self.stopped = bool(state.get("stopped", False))
+        self.best_epoch = state.get("best_epoch")
+        if self.best_epoch is not None:
+            self.best_acc = float(history["val_acc"][self.best_epoch])
+        self.best_state = state.get("best_model")
 
 
 def _fit_loop(model, train, settings: TrainConfig, optimizer, augment: bool, config: dict, checkpoint, progress,
-              device: torch.device, cuda_devices: List[int], stop_after, encoder) -> Dict[str, list]:
+              device: torch.device, cuda_devices: List[int], stop_after, encoder, stopping: _Stopping,
+              on_epoch_end) -> Dict[str, list]:
     epochs = settings.epochs
     gen = torch.Generator().manual_seed(settings.seed)
     loader_gens = _loader_generators(train)
     history: Dict[str, list] = {"loss": [], "acc": [], "lr": [], "seconds": []}
+    if stopping.validate is not None:
+        history["val_acc"] = []
     start = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
@@ -331,9 +442,11 @@ def _fit_loop(model, train, settings: TrainConfig, optimizer, augment: bool, con
             g.set_state(s)
         history = {k: list(v) for k, v in state["history"].items()}
         start = int(state["epoch"]) + 1
+        if stopping.validate is not None:
+            stopping.load(state.get("stopping", {}), history)
     ran = 0
     for epoch in range(start, epochs):
-        if stop_after is not None and ran >= stop_after:
+        if stopping.stopped or (stop_after is not None and ran >= stop_after):
             break
         lr_e = settings.lr_at(epoch)
         for group in optimizer.param_groups:
@@ -362,6 +475,9 @@ def _fit_loop(model, train, settings: TrainConfig, optimizer, augment: bool, con
         history["lr"].append(lr_e)
         history["seconds"].append(time.time() - t0)
         ran += 1
+        stopping.after_epoch(epoch, model, history)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model, history)
         if ckpt_path is not None:
             rng = {"data": gen.get_state(), "torch": torch.get_rng_state()}
             if cuda_devices:
@@ -370,14 +486,21 @@ def _fit_loop(model, train, settings: TrainConfig, optimizer, augment: bool, con
                 rng["encoder"] = encoder.get_state(device)
             if loader_gens:
                 rng["loader"] = [g.get_state() for g in loader_gens]
-            atomic_save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                               "history": history, "rng": rng, "config": config}, ckpt_path)
+            ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                    "history": history, "rng": rng, "config": config}
+            if stopping.validate is not None:
+                ckpt["stopping"] = stopping.state()
+            atomic_save_torch(ckpt, ckpt_path)
+    finished = stopping.stopped or len(history["loss"]) >= epochs   # not a run cut short by stop_after
+    if finished and stopping.restore_best and stopping.best_state is not None:
+        model.load_state_dict(stopping.best_state)
     return history
 
 
 def _fit_options(kw: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Split keyword arguments into fit options and TrainConfig overrides."""
-    fit_names = ("checkpoint", "record", "progress", "device", "stop_after")
+    fit_names = ("checkpoint", "record", "progress", "device", "stop_after", "validate", "patience", "restore_best",
+                 "on_epoch_end")
     return ({k: v for k, v in kw.items() if k in fit_names}, {k: v for k, v in kw.items() if k not in fit_names})
 
 
@@ -386,7 +509,8 @@ def train_ann(net: nn.Module, train: Union[Split, Iterable], epochs: Union[int, 
     """Train the ANN as in the papers' setup (Rathi et al.'s ``ann.py`` defaults, :meth:`TrainConfig.ann`).
 
     epochs: the number of epochs or a TrainConfig; kw: TrainConfig fields (lr=..., momentum=..., schedule=...,
-    label_smoothing=...) and :func:`fit` options (checkpoint, record, progress, device, stop_after).
+    label_smoothing=..., warmup_epochs=..., nesterov=...) and :func:`fit` options (checkpoint, record, progress,
+    device, stop_after, validate, patience, restore_best, on_epoch_end).
     """
     options, overrides = _fit_options(kw)
     settings = _settings(epochs, TrainConfig.ann, overrides)

@@ -2,9 +2,12 @@
 
 The papers attack an SNN with one gradient estimator (Algorithm 1: BPTT through the linear surrogate, a
 straight-through Poisson encoder, one spike sample per step, 7 PGD steps).  If that estimator is poor, the SNN
-*looks* robust without being so (gradient masking).  Later work (reference/papers.md 3) attacks with several
-estimators and takes the per-image worst case.  This module holds those estimators; :data:`snnlib.attacks.gradients.GRAD_MODES` lists them, so every attack
-accepts them as ``grad_mode``:
+*looks* robust without being so (gradient masking: Athalye, Carlini and Wagner, "Obfuscated Gradients Give a False
+Sense of Security", ICML 2018, arXiv:1802.00420).  Later work attacks with several estimators and takes the
+per-image worst case (Bu, Ding, Hao and Yu, "Rate Gradient Approximation Attack Threats Deep Spiking Neural
+Networks", CVPR 2023, doi:10.1109/CVPR52729.2023.00763; Özdenizci and Legenstein, "Adversarially Robust Spiking
+Neural Networks Through Conversion", TMLR 2024, arXiv:2311.09266).  This module holds those estimators;
+:data:`snnlib.attacks.gradients.GRAD_MODES` lists them, so every attack accepts them as ``grad_mode``:
 
 ``"rate"``  (BPTR, Ding et al., SNN-RAT, NeurIPS 2022)
     Forward: the real SNN (the same encoder draw and the same spikes as ``snn(x)``, hence the same logits).

@@ -8,7 +8,8 @@ Three implementations of one network (same weights, same spike input, same thres
   ``snntorch.Leaky(beta=leak, threshold=th)`` neurons (see ``SnnTorchVGG5`` for the reset);
 * **SpikingJelly** — the multi-step mode (``step_mode="m"``) of ``spikingjelly.activation_based``: the stateless
   layers fold time into the batch, ``neuron.LIFNode(tau=1/(1-leak), decay_input=False, v_reset=None,
-  detach_reset=True, backend="torch")`` (reference/anchors.md 2.2).
+  detach_reset=True, backend="torch")``: with ``decay_input=False`` the membrane keeps 1 - 1/tau = leak of itself
+  per step and takes the input unscaled, which is the leak of ``u = leak*u + I``.
 
 All three compute the textbook LIF order ``u = leak*u + I; S = H(u - th); u -= th*S`` (snnlib's ``delay=False``;
 its default ``delay=True`` is the released code's one-step-per-layer delay, which the other libraries do not have).
@@ -47,8 +48,9 @@ __all__ = ["SYSTEMS", "CompareUnavailable", "require_packages", "package_version
            "build_snnlib", "calibrate_thresholds", "make_input", "logits", "SnnTorchVGG5", "SpikingJellyVGG5", "build_systems", "check_equivalence", "LinearSpike"]
 
 SYSTEMS = ("snnlib", "snntorch", "spikingjelly")
-#: released model-1 thresholds x 0.7 (reference/papers.md 1.14.5), as in snnlib.bench; with the untrained (seeded)
-#: weights used here they silence layers 2-5, so the comparison calibrates its own (``calibrate_thresholds``)
+#: released model-1 thresholds x 0.7 (https://github.com/ssharmin/spikingNN-adversarial-attack, commit 57c7772,
+#: stores round(th x 0.7, 2)), as in snnlib.bench; with the untrained (seeded) weights used here they silence
+#: layers 2-5, so the comparison calibrates its own (``calibrate_thresholds``)
 VGG5_THRESHOLDS = [14.53, 1.88, 1.63, 0.2, 0.8]
 INSTALL_HINT = "pip install -r requirements-compare.txt   (snntorch, spikingjelly)"
 

@@ -47,7 +47,8 @@ MODES: Dict[str, tuple] = {
     "snn_bptt": ("SNN BPTT step (fwd+bwd+Adam)", "img*T/s"),
 }
 
-# released model-1 thresholds x 0.7 (reference/papers.md 1.14.5); other architectures use 1.0 everywhere
+# released model-1 thresholds x 0.7 (https://github.com/ssharmin/spikingNN-adversarial-attack, commit 57c7772, stores
+# round(th x 0.7, 2)); other architectures use 1.0 everywhere
 _VGG5_THRESHOLDS = [14.53, 1.88, 1.63, 0.2, 0.8]
 
 

@@ -45,12 +45,12 @@ from .records import (AttackRecord, AttackSourceResults, ChapterFile, CheckRecor
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
-           "model_key", "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "images_for", "clean_table",
+           "model_key", "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "clean_table",
            "conversion_timesteps", "accuracy_vs_T", "training_histories",
            "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
            "discretization_results", "leak_results", "training_method_results", "attack_source_results",
-           "zero_gradient_share", "adaptive_attacks", "masking_report", "worst_case_outcomes", "target_pairs", "gradient_masking_results",
-           "save_summary", "KINDS", "PAPER_TABLE_I"]
+           "zero_gradient_share", "adaptive_attacks", "masking_report", "worst_case_outcomes", "target_pairs",
+           "gradient_masking_results", "images_for", "save_summary", "KINDS", "PAPER_TABLE_I"]
 
 KINDS = ("ANN", "SNN-conv", "SNN-BP")
 ATTACK_GRAD_MODE = "algorithm1"  # the papers' SNN-crafted attack (Algorithm 1); equal to BPTT + straight-through
@@ -133,9 +133,10 @@ class Context:
             sample += f" (cells with SNN-conv: the first {p['snn_conv_images']} of these)"
         return (f"profile '{p['profile']}', {self.test.describe()}; {sample}; "
                 f"each scored over {p.get('eval_draws', 1)} Poisson draw(s) (majority vote); "
-                f"{p['n_train']} training images ({self.models[0].info['train_data']['source']}); "
+                f"{p['n_train']} training images ({self.models[0].info['train_data']['source']}"
+                f"{', ' + str(p['val_images']) + ' of them held out for validation' if p.get('val_images') else ''}); "
                 f"training seeds {p['model_seeds']}, evaluation seed {p['eval_seed']}; "
-                f"{p['arch']}, ANN {p['epochs_ann']} epochs, SNN-BP {p['epochs_snn']} epochs at T={p['T_bp']}, "
+                f"{p['arch']}, ANN {p['epochs_ann']} epochs, SNN-BP at most {p['epochs_snn']} epochs at T={p['T_bp']}, "
                 f"SNN-conv T={p['T_conv']}; 95% Clopper-Pearson intervals")
 
     def chapter_file(self, results) -> ChapterFile:
@@ -234,7 +235,7 @@ def models_results(ctx: Context) -> ModelsResults:
     return ModelsResults(
         clean=clean_table(ctx),
         conv_vs_T=accuracy_vs_T(ctx.target.snn_conv, ctx.test, conversion_timesteps(ctx.params["T_conv"]),
-                                ctx.params["eval_seed"], ctx.params["eval_draws"]),
+                                ctx.params["eval_seed"], 1),     # a descriptive curve: one draw per image
         thresholds={f"seed {ms.seed}": [round(float(t), 3) for t in ms.info["thresholds"]] for ms in ctx.models},
         snn_bp_thresholds={f"seed {ms.seed}": [float(t) for t in ms.info["snn_bp_thresholds"]]
                            for ms in ctx.models},

@@ -8,7 +8,13 @@ from typing import Any
 
 from ..files import atomic_write_bytes
 
-__all__ = ["NotebookFailed", "execute_notebook", "relative_path"]
+__all__ = ["NotebookFailed", "execute_notebook", "relative_path", "hide_injected_parameters",
+           "hide_injected_parameters_in", "INJECTED_TAG", "HIDE_TAG"]
+
+#: the tag papermill gives the cell of parameters it injects
+INJECTED_TAG = "injected-parameters"
+#: the Jupyter Book tag that leaves a cell (source and outputs) out of the page
+HIDE_TAG = "remove-cell"
 
 
 def relative_path(path: Path, root: Path) -> str:
@@ -28,8 +34,40 @@ class NotebookFailed(Exception):
         self.failed_copy = failed_copy
 
 
+def hide_injected_parameters(nb: Any) -> int:
+    """Tag every cell papermill injected (tag ``injected-parameters``) ``remove-cell`` so that the book leaves it
+    out (the parameters a run used are in its results JSON); returns how many cells were newly tagged.  ``nb`` is
+    an ``nbformat`` notebook node, changed in place; only cell metadata is touched."""
+    n = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            tags.append(HIDE_TAG)
+            n += 1
+    return n
+
+
+def hide_injected_parameters_in(paths: Any) -> dict[str, int]:
+    """:func:`hide_injected_parameters` on notebook files (a path or several), rewriting only those that change;
+    returns {path: cells newly tagged}.  Cell sources and outputs are left as they are."""
+    import nbformat
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = {}
+    for path in paths:
+        path = Path(path)
+        nb = nbformat.read(str(path), as_version=4)
+        n = hide_injected_parameters(nb)
+        if n:
+            atomic_write_bytes(path, (nbformat.writes(nb) + "\n").encode("utf-8"))
+        out[str(path)] = n
+    return out
+
+
 def _tidy_papermill_metadata(tmp: Path, in_path: Path, out_path: Path, root: Path) -> None:
-    """Replace papermill's absolute temp paths in the notebook metadata by repo paths."""
+    """Replace papermill's absolute temp paths in the notebook metadata by repo paths, and hide the injected
+    parameters cell from the book (:func:`hide_injected_parameters`)."""
     import nbformat
 
     nb = nbformat.read(str(tmp), as_version=4)
@@ -37,6 +75,7 @@ def _tidy_papermill_metadata(tmp: Path, in_path: Path, out_path: Path, root: Pat
     if isinstance(pm, dict):
         pm["input_path"] = relative_path(in_path, root)
         pm["output_path"] = relative_path(out_path, root)
+    hide_injected_parameters(nb)
     atomic_write_bytes(tmp, (nbformat.writes(nb) + "\n").encode("utf-8"))
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "validate_overrides",
     "notebook_params",
     "parameters_cell_source",
+    "pipeline_checks",
     "resolve_notebook",
 ]
 
@@ -137,6 +138,12 @@ def _choice_check(*options: str) -> Callable[[Any], Any]:
     return check
 
 
+def _bool_check(v: Any) -> Any:
+    if not isinstance(v, bool):
+        raise _Invalid
+    return v
+
+
 def _str_check(v: Any) -> Any:
     if not isinstance(v, str) or not v.strip():
         raise _Invalid
@@ -216,7 +223,31 @@ _PARAM_LIST = [
     _p("batch_size", "int", "an integer >= 1", "mini-batch size (images)", _int_check(1)),
     _p("epochs_ann", "int", "an integer >= 0", "ANN training epochs", _int_check(0)),
     _p("epochs_snn", "int", "an integer >= 0",
-       "SNN (surrogate-gradient BPTT) training epochs", _int_check(0)),
+       "maximum SNN (surrogate-gradient BPTT) training epochs (fewer when the validation accuracy stops improving)",
+       _int_check(0)),
+    _p("patience", "int", "an integer >= 1",
+       "SNN-BP early stopping: stop after this many epochs without a better validation accuracy, keeping the "
+       "best epoch's weights", _int_check(1)),
+    _p("val_images", "int", "an integer >= 1 and < n_train",
+       "training images held out (seeded draw, the same for every model seed) as the validation split: the "
+       "ANN's accuracy per epoch and SNN-BP's early stopping; the models train on the other n_train - val_images",
+       _int_check(1)),
+    _p("ann_schedule", "str", "one of 'step', 'cosine'",
+       "ANN learning-rate schedule: step (the papers': lr / 10 at 60, 80 and 90 % of the epochs) or cosine",
+       _choice_check("step", "cosine")),
+    _p("ann_lr", "float", "a number > 0", "ANN base learning rate (SGD, momentum 0.9, weight decay 5e-4)",
+       _float_check(0.0, lo_open=True)),
+    _p("ann_warmup_epochs", "int", "an integer >= 0 and < epochs_ann (or 0)",
+       "ANN epochs of linear learning-rate warm-up before the schedule (0: none, as in the papers)",
+       _int_check(0)),
+    _p("ann_nesterov", "bool", "true or false", "Nesterov momentum in the ANN's SGD (the papers: false)",
+       _bool_check),
+    _p("label_smoothing", "float", "a number in [0, 1)",
+       "label smoothing of the ANN's training cross-entropy (0: none, as in the papers; SNN-BP: none)",
+       _float_check(0.0, 1.0, hi_open=True)),
+    _p("ann_checkpoint_every", "int", "an integer >= 1",
+       "keep the ANN's weights after every this many epochs (and the last) for the accuracy-matched ANN "
+       "(VGG5: 39 MB each)", _int_check(1)),
     _p("T_conv", "int", "an integer >= 1", "timesteps of the ANN-to-SNN converted network",
        _int_check(1)),
     _p("T_bp", "int", "an integer >= 1", "timesteps of the BPTT-trained SNN", _int_check(1)),
@@ -488,9 +519,21 @@ def _cross_checks(where: str, nb: str, p: Mapping[str, Any], errors: list[str]) 
     if "adaptive_images" in p and p["adaptive_images"] > p["attack_images"]:
         errors.append(f"{where}, notebook {nb}: adaptive_images={p['adaptive_images']} exceeds "
                       f"attack_images={p['attack_images']}; allowed: adaptive_images <= attack_images")
-    if p["balance_images"] > p["n_train"]:
-        errors.append(f"{where}, notebook {nb}: balance_images={p['balance_images']} exceeds "
-                      f"n_train={p['n_train']}; allowed: balance_images <= n_train")
+    pipeline_checks(p, errors, f"{where}, notebook {nb}")
+
+
+def pipeline_checks(p: Mapping[str, Any], errors: list[str], where: str) -> None:
+    """Cross-field checks of the model pipeline's parameters (also run by ``pipeline.build_models``)."""
+    if p["val_images"] >= p["n_train"]:
+        errors.append(f"{where}: val_images={p['val_images']} leaves no training image of "
+                      f"n_train={p['n_train']}; allowed: val_images < n_train")
+    elif p["balance_images"] > p["n_train"] - p["val_images"]:
+        errors.append(f"{where}: balance_images={p['balance_images']} exceeds the "
+                      f"{p['n_train'] - p['val_images']} training images left after val_images="
+                      f"{p['val_images']}; allowed: balance_images <= n_train - val_images")
+    if p["ann_warmup_epochs"] and p["ann_warmup_epochs"] >= p["epochs_ann"]:
+        errors.append(f"{where}: ann_warmup_epochs={p['ann_warmup_epochs']} leaves no epoch after the warm-up "
+                      f"of epochs_ann={p['epochs_ann']}; allowed: ann_warmup_epochs < epochs_ann (or 0)")
 
 
 def _merge(raw: Mapping[str, Any], nb: str) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """The book's tables and glued values, built from the typed results records so that notebooks only call them.
 
-:func:`markdown_table` returns a Markdown table (a string, no pandas); :func:`display_table` shows it in a notebook
-through ``IPython.display.Markdown`` so the book renders a real table.  The chapter builders return a
-:class:`Table` (``display_table(*table)``) or a dict of values for :func:`glue_values` (``myst_nb.glue``).
+:func:`markdown_table` returns a Markdown table (a string, no pandas).  The chapter builders return a :class:`Table`:
+shown in a notebook (``display(table)``, or ``display_table(*table)``) it is an HTML table (``_repr_html_``, the form
+the book renders), with a Markdown form (``_repr_markdown_``) for other front ends and ``str(table)`` the Markdown
+text for a terminal.  The chapter builders' other results are dicts of values for :func:`glue_values`
+(``myst_nb.glue``).
 """
 from __future__ import annotations
 
+import html as _html
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -14,7 +18,7 @@ from .formatting import format_accuracy, format_duration
 from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
 
-__all__ = ["Table", "markdown_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
+__all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
            "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "verdict_rules_table",
            "scale_text",
            "provenance_table", "models_glue",
@@ -22,14 +26,19 @@ __all__ = ["Table", "markdown_table", "display_table", "glue_values", "clean_acc
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES"]
 
-#: how the summary shows each verdict
-VERDICT_BADGES = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "❔ inconclusive",
+#: how the summary shows each verdict: a word led by a plain text symbol that common text fonts carry (no emoji, which
+#: show as empty boxes where the reader has no emoji font; the site's browser test refuses them)
+VERDICT_BADGES = {"supported": "✓ supported", "contradicted": "✗ contradicted", "inconclusive": "? inconclusive",
                   "not testable": "⊘ not testable", "not run": "– not run"}
 
 
 class Table(NamedTuple):
     """A table: rows (each a sequence of cells in column order, or a mapping by column), columns, caption and
-    per-column alignment ("l", "r", "c"; None: left).  Show it with ``display_table(*table)``."""
+    per-column alignment ("l", "r", "c"; None: left).
+
+    In a notebook ``display(table)`` (or ``display_table(*table)``, or a table as a cell's last expression) shows
+    a real table: Jupyter and the book take the HTML form (:meth:`html`), other front ends the Markdown one;
+    ``str(table)`` and ``print(table)`` give the Markdown text (:meth:`markdown`)."""
 
     rows: List[Any]
     columns: List[str]
@@ -39,27 +48,37 @@ class Table(NamedTuple):
     def markdown(self) -> str:
         return markdown_table(self.rows, self.columns, self.caption, self.align)
 
+    def html(self) -> str:
+        return html_table(self.rows, self.columns, self.caption, self.align)
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:     # IPython's text/plain: the Markdown text
+        p.text(self.markdown())
+
+    def __str__(self) -> str:
+        return self.markdown()
+
 
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
-                   caption: str = "", align: Optional[Sequence[str]] = None) -> str:
-    """A Markdown table: a header of ``columns`` and one line per row (``|`` in cells escaped, None -> empty).
-
-    rows: sequences of cells in column order, or mappings from column name to cell (a missing column is an error).
-    align: per column "l", "r" or "c" (default left).  caption: a line above the table.
-    """
+def _checked(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
+             align: Optional[Sequence[str]]) -> "tuple[List[str], List[str], List[List[Any]]]":
+    """(columns as text, alignment per column, rows as lists of cells in column order), or ValueError."""
     columns = [str(c) for c in columns]
     if not columns:
         raise ValueError("columns must name at least one column")
     align = list(align) if align is not None else ["l"] * len(columns)
     if len(align) != len(columns) or any(a not in ("l", "r", "c") for a in align):
         raise ValueError(f"align must give 'l', 'r' or 'c' for each of the {len(columns)} columns, got {align!r}")
-    rule = {"l": "---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "|".join(rule[a] for a in align) + "|"]
+    out = []
     for i, row in enumerate(rows):
         if isinstance(row, Mapping):
             missing = [c for c in columns if c not in row]
@@ -70,16 +89,63 @@ def markdown_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], colu
             cells = list(row)
             if len(cells) != len(columns):
                 raise ValueError(f"row {i} has {len(cells)} cells for {len(columns)} columns {columns}")
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        out.append(cells)
+    return columns, align, out
+
+
+def markdown_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
+                   caption: str = "", align: Optional[Sequence[str]] = None) -> str:
+    """A Markdown table: a header of ``columns`` and one line per row (``|`` in cells escaped, None -> empty).
+
+    rows: sequences of cells in column order, or mappings from column name to cell (a missing column is an error).
+    align: per column "l", "r" or "c" (default left).  caption: a line above the table.
+    """
+    columns, align, cells = _checked(rows, columns, align)
+    rule = {"l": "---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "|".join(rule[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in cells]
     text = "\n".join(lines)
     return f"{caption}\n\n{text}" if caption else text
 
 
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def _html_cell(value: Any) -> str:
+    """A cell's text, HTML-escaped, with Markdown ``**bold**`` (the only inline markup the tables use) as <strong>."""
+    text = "" if value is None else str(value).replace("\n", " ")
+    return _BOLD.sub(r"<strong>\1</strong>", _html.escape(text, quote=False))
+
+
+def html_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
+               caption: str = "", align: Optional[Sequence[str]] = None) -> str:
+    """The same table as :func:`markdown_table` as one HTML ``<table>`` (caption as ``<caption>``, cells escaped,
+    ``**bold**`` kept, per-column ``text-align``) in a ``<div>`` that scrolls sideways when the table is wider than
+    the page (never cut at the right edge): what a notebook and the book show."""
+    columns, align, cells = _checked(rows, columns, align)
+    side = {"l": "left", "r": "right", "c": "center"}
+
+    def line(tag: str, values: Sequence[Any]) -> str:
+        return "<tr>" + "".join(f'<{tag} style="text-align: {side[a]}">{_html_cell(v)}</{tag}>'
+                                for a, v in zip(align, values)) + "</tr>"
+
+    parts = ['<div class="snnlib-table-wrap" style="overflow-x: auto; max-width: 100%">',
+             '<table class="table snnlib-table">']
+    if caption:
+        parts.append(f"<caption>{_html_cell(caption)}</caption>")
+    parts.append("<thead>" + line("th", columns) + "</thead>")
+    parts.append("<tbody>" + "".join(line("td", row) for row in cells) + "</tbody>")
+    parts.append("</table>\n</div>")
+    return "\n".join(parts)
+
+
 def display_table(rows: Sequence[Union[Sequence[Any], Mapping[str, Any]]], columns: Sequence[str],
                   caption: str = "", align: Optional[Sequence[str]] = None) -> None:
-    """Show :func:`markdown_table` in a notebook (``IPython.display.Markdown``), rendered as a table in the book."""
-    from IPython.display import Markdown, display
-    display(Markdown(markdown_table(rows, columns, caption, align)))
+    """Show a :class:`Table` in a notebook: an HTML table in Jupyter and in the book (Markdown for other front
+    ends, the Markdown text as text/plain)."""
+    from IPython.display import display
+    _checked(rows, columns, align)                      # a malformed table is an error here, not in the renderer
+    display(Table(list(rows), [str(c) for c in columns], caption, list(align) if align is not None else None))
 
 
 def glue_values(values: Mapping[str, Any]) -> None:

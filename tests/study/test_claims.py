@@ -316,7 +316,7 @@ def test_the_rule_table_and_the_claims_table():
     ct = tables.claims_table(rows)
     assert ct.columns[:4] == ["id", "paper", "claim", "verdict"] and "p (Holm)" in ct.columns
     e2 = next(x for x in ct.rows if x[0] == "E2")
-    assert e2[3] == "✅ supported" and e2[5].startswith("+20.0 [") and "Holm" in e2[6] and e2[9] == "0"
+    assert e2[3] == "✓ supported" and e2[5].startswith("+20.0 [") and "Holm" in e2[6] and e2[9] == "0"
     e3 = next(x for x in ct.rows if x[0] == "E3")
     assert e3[3] == "⊘ not testable" and e3[5] == ""
     # rows of a summary written before the new fields still render

@@ -284,7 +284,8 @@ def test_dask_failures_summary_and_rerun_command(capsys, tmp_path, cluster):
 TINY = {"dataset": "cifar10", "data_source": "subset", "data_dir": None, "arch": "vgg5",
         "n_train": 128, "batch_size": 64, "epochs_ann": 1, "epochs_snn": 1, "T_conv": 16, "T_bp": 6,
         "leak_bp": 0.99, "threshold_scale_bp": 0.7, "balance_T": 16, "balance_images": 16,
-        "device": "cpu"}
+        "val_images": 32, "patience": 1, "ann_schedule": "step", "ann_lr": 0.01, "ann_warmup_epochs": 0,
+        "ann_nesterov": False, "label_smoothing": 0.0, "ann_checkpoint_every": 1, "device": "cpu"}
 
 
 def test_two_workers_asking_for_the_same_model_train_it_once(tmp_path, cluster):

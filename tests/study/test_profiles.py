@@ -50,6 +50,14 @@ def test_profile_values():
     assert sum(laptop["estimate_s"].values()) <= 3 * 3600  # the reference run must fit in a 3-hour working session
     paper = load_profile("paper")
     assert paper["common"]["device"] == "cuda" and paper["common"]["T_bp"] == 175
+    # the paper profile trains the ANN with the released code's recipe (ann.py: SGD lr 1e-2, step schedule)
+    assert {k: paper["common"][k] for k in ("ann_schedule", "ann_lr", "ann_warmup_epochs", "ann_nesterov",
+                                            "label_smoothing")} == dict(ann_schedule="step", ann_lr=0.01,
+                                                                        ann_warmup_epochs=0, ann_nesterov=False,
+                                                                        label_smoothing=0.0)
+    for name in ("smoke", "laptop", "paper"):   # a validation split is held out, and the models still train
+        c = load_profile(name)["common"]
+        assert 1 <= c["val_images"] < c["n_train"] and c["patience"] >= 1
     assert paper["common"]["n_train"] == 50000 and paper["common"]["T_conv"] == 2000
     assert paper["common"]["pgd_steps"] == 7 and {8, 16, 32} <= set(paper["common"]["eps_list"])
 
@@ -77,6 +85,15 @@ def test_overrides_common_and_extras():
     ({"T_lst": [4]}, ["T_lst", "did you mean 'T_list'"]),
     ({"profile": "x"}, ["set by the runner"]),
     ({"attack_images": 1000}, ["attack_images", "n_test"]),
+    ({"ann_schedule": "onecycle"}, ["ann_schedule", "'step', 'cosine'"]),
+    ({"ann_nesterov": 1}, ["ann_nesterov", "true or false"]),
+    ({"label_smoothing": 1}, ["label_smoothing", "[0, 1)"]),
+    ({"ann_lr": 0}, ["ann_lr", "> 0"]),
+    ({"val_images": 256}, ["val_images=256", "n_train=256"]),
+    ({"val_images": 250}, ["balance_images=64", "n_train - val_images"]),
+    ({"ann_warmup_epochs": 1}, ["ann_warmup_epochs=1", "epochs_ann=1"]),
+    ({"patience": 0}, ["patience", "integer >= 1"]),
+    ({"ann_checkpoint_every": 0}, ["ann_checkpoint_every", "integer >= 1"]),
 ])
 def test_bad_overrides(override, words):
     with pytest.raises(ProfileError) as info:

@@ -51,14 +51,17 @@ def test_markdown_table_rejects_bad_input(rows, columns, align, words):
         assert w in str(e.value)
 
 
-def test_display_table_shows_a_markdown_object(monkeypatch):
+def test_display_table_shows_a_table_object(monkeypatch):
+    # an HTML table in Jupyter and the book (_repr_html_), Markdown for other front ends and as str()
     import IPython.display as disp
     shown = []
     monkeypatch.setattr(disp, "display", lambda obj: shown.append(obj))
     t = tables.Table([["ANN", "56.6"]], ["model", "acc"], "Caption")
     assert tables.display_table(*t) is None
-    assert len(shown) == 1 and isinstance(shown[0], disp.Markdown)
-    assert shown[0].data == t.markdown() == tables.markdown_table(t.rows, t.columns, "Caption")
+    assert len(shown) == 1 and isinstance(shown[0], tables.Table)
+    assert shown[0]._repr_markdown_() == str(shown[0]) == t.markdown() == tables.markdown_table(t.rows, t.columns,
+                                                                                                  "Caption")
+    assert shown[0]._repr_html_() == t.html() and "<caption>Caption</caption>" in t.html()
 
 
 def test_glue_values_calls_myst_glue_for_every_item(monkeypatch):
@@ -99,7 +102,7 @@ def test_claims_table_and_summary_glue():
     rows = [R.ClaimRow(id="E1", paper="P", claim="c|d", chapter="04", verdict=v, measured="m", scale=None)
             for v in ("supported", "not run", "supported")]
     t = tables.claims_table(rows)
-    assert [r[3] for r in t.rows] == ["✅ supported", "– not run", "✅ supported"]
+    assert [r[3] for r in t.rows] == ["✓ supported", "– not run", "✓ supported"]
     assert "c\\|d" in t.markdown()
     assert tables.summary_glue(rows) == {"n_supported": 2, "n_contradicted": 0, "n_inconclusive": 0,
                                          "n_not_testable": 0, "n_not_run": 1, "n_claims": 3}

@@ -243,7 +243,128 @@ def test_batch_source_errors(tiny):
     (dict(lr="0.1"), TypeError, "lr"),
     (dict(augment="yes"), TypeError, "augment"),
     (dict(weight_decay=-1.0), ValueError, "weight_decay"),
+    (dict(warmup_epochs=-1), ValueError, "warmup_epochs"),
+    (dict(warmup_epochs=1.5), ValueError, "warmup_epochs"),
+    (dict(nesterov=1), TypeError, "nesterov"),
+    (dict(nesterov=True, optimizer="adam"), ValueError, "nesterov"),
+    (dict(nesterov=True, momentum=0.0), ValueError, "nesterov"),
 ])
 def test_bad_train_config(kw, exc, word):
     with pytest.raises(exc, match=word):
         TrainConfig(epochs=1, **kw)
+
+
+# ------------------------------------------------------------------ warm-up, Nesterov, validation and early stopping
+def test_warmup_then_cosine_and_step_by_hand():
+    # 6 epochs, 2 of warm-up: lr (e + 1) / 3 for e = 0, 1, then a cosine over the 4 remaining epochs
+    cfg = TrainConfig(epochs=6, lr=0.05, schedule="cosine", warmup_epochs=2)
+    by_hand = [0.05 / 3, 0.1 / 3, 0.05, 0.025 * (1 + math.sqrt(0.5)), 0.025, 0.025 * (1 - math.sqrt(0.5))]
+    assert [cfg.lr_at(e) for e in range(6)] == pytest.approx(by_hand)
+    assert [cfg.lr_at(e) for e in range(6)] == pytest.approx([0.0166667, 0.0333333, 0.05, 0.0426777, 0.025,
+                                                              0.0073223], abs=1e-7)
+    # no warm-up: the plain cosine, unchanged
+    assert TrainConfig(epochs=4, lr=0.1, schedule="cosine", warmup_epochs=0).lr_at(1) == pytest.approx(
+        0.05 * (1 + math.cos(math.pi / 4)))
+    # step with warm-up: the warm-up scales the step rate; milestones stay fractions of all the epochs
+    step = TrainConfig(epochs=10, lr=1.0, milestones=(0.5,), lr_reduce=10.0, warmup_epochs=1)
+    assert [step.lr_at(e) for e in (0, 1, 4, 5, 9)] == pytest.approx([0.5, 1, 1, 0.1, 0.1])
+    # fit applies exactly these rates, epoch by epoch
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 3, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
+    hist = fit(_linear(), [(x, y)], cfg, progress=False)
+    assert hist["lr"] == pytest.approx(by_hand)
+
+
+def test_nesterov_reaches_the_optimizer_and_the_record(tiny, tmp_path):
+    cfg = TrainConfig(epochs=1, nesterov=True)
+    opt = cfg.make_optimizer([nn.Parameter(torch.zeros(1))])
+    assert opt.param_groups[0]["nesterov"] is True
+    assert cfg.optimizer_record()["nesterov"] is True and "nesterov" not in TrainConfig(epochs=1).optimizer_record()
+    train_ann(build_ann("vgg5"), tiny, 1, batch_size=64, progress=False, checkpoint=tmp_path / "n.pt",
+              nesterov=True, warmup_epochs=1)
+    cfg_rec = load_checkpoint(tmp_path / "n.pt")["config"]
+    assert cfg_rec["nesterov"] is True and cfg_rec["warmup_epochs"] == 1
+    with pytest.raises(CheckpointMismatch, match="nesterov"):
+        train_ann(build_ann("vgg5"), tiny, 1, batch_size=64, progress=False, checkpoint=tmp_path / "n.pt",
+                  warmup_epochs=1)
+
+
+def _data(n=8):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.rand(n, 3, 4, 4, generator=g), torch.randint(0, 10, (n,), generator=g))]
+
+
+class _Script:
+    """A validation function that returns scripted accuracies and keeps the weights it was shown."""
+
+    def __init__(self, values):
+        self.values, self.calls, self.seen = list(values), 0, []
+
+    def __call__(self, model):
+        self.seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        self.calls += 1
+        return self.values[self.calls - 1]
+
+
+def test_early_stopping_stops_at_the_right_epoch_and_restores_the_best():
+    data = _data()
+    # best 0.5 at epoch 2 (index 1); epochs 3 and 4 are not better -> patience 2 stops after epoch 4
+    script = _Script([0.3, 0.5, 0.4, 0.5, 0.9, 0.9])
+    model = _linear()
+    hist = fit(model, data, 6, lr=0.1, progress=False, validate=script, patience=2, restore_best=True)
+    assert len(hist["loss"]) == 4 and script.calls == 4
+    assert hist["val_acc"] == [0.3, 0.5, 0.4, 0.5]          # a tie (epoch 4) is not an improvement
+    assert _state_equal(model.state_dict(), script.seen[1])  # the weights of epoch 2
+    assert not _state_equal(script.seen[1], script.seen[3])
+    # without restore_best: the last epoch's weights; without patience: every epoch runs
+    last = _linear()
+    fit(last, data, 6, lr=0.1, progress=False, validate=_Script([0.3, 0.5, 0.4, 0.5, 0.9, 0.9]), patience=2)
+    assert _state_equal(last.state_dict(), script.seen[3])
+    full = _Script([0.3, 0.5, 0.4, 0.5, 0.9, 0.8])
+    kept = _linear()
+    h = fit(kept, data, 6, lr=0.1, progress=False, validate=full, restore_best=True)
+    assert len(h["loss"]) == 6 and h["val_acc"][-1] == 0.8 and _state_equal(kept.state_dict(), full.seen[4])
+
+
+def test_early_stopping_resumes_from_its_checkpoint(tmp_path):
+    data, values = _data(), [0.3, 0.5, 0.4, 0.5, 0.9, 0.9]
+    straight = _linear()
+    h = fit(straight, data, 6, lr=0.1, progress=False, validate=_Script(values), patience=2, restore_best=True)
+    ck = tmp_path / "es.pt"
+    first = _linear()
+    fit(first, data, 6, lr=0.1, progress=False, validate=_Script(values), patience=2, restore_best=True,
+        checkpoint=ck, stop_after=2)
+    rest = _Script(values[2:])
+    resumed = _linear(seed=3)
+    h2 = fit(resumed, data, 6, lr=0.1, progress=False, validate=rest, patience=2, restore_best=True, checkpoint=ck)
+    def same(a, b):
+        return {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+    assert rest.calls == 2 and same(h2, h) and _state_equal(resumed.state_dict(), straight.state_dict())
+    # a run that stopped stays stopped: no more epochs, no more validation, the best weights
+    again, none = _linear(seed=4), _Script([])
+    h3 = fit(again, data, 6, lr=0.1, progress=False, validate=none, patience=2, restore_best=True, checkpoint=ck)
+    assert none.calls == 0 and same(h3, h) and _state_equal(again.state_dict(), straight.state_dict())
+    assert load_checkpoint(ck)["config"]["validation"] == {"patience": 2, "restore_best": True}
+    with pytest.raises(CheckpointMismatch, match="validation"):
+        fit(_linear(), data, 6, lr=0.1, progress=False, validate=_Script(values), patience=3, checkpoint=ck)
+
+
+def test_on_epoch_end_sees_every_epoch_after_validation():
+    seen = []
+    fit(_linear(), _data(), 3, lr=0.1, progress=False, validate=_Script([0.1, 0.2, 0.3]),
+        on_epoch_end=lambda e, m, h: seen.append((e, list(h["val_acc"]))))
+    assert seen == [(0, [0.1]), (1, [0.1, 0.2]), (2, [0.1, 0.2, 0.3])]
+
+
+@pytest.mark.parametrize("kw, exc, word", [
+    (dict(patience=2), ValueError, "validate"),
+    (dict(restore_best=True), ValueError, "validate"),
+    (dict(validate=lambda m: 0.5, patience=0), ValueError, "patience"),
+    (dict(validate=lambda m: 0.5, patience=True), ValueError, "patience"),
+    (dict(validate=0.5), TypeError, "validate"),
+    (dict(on_epoch_end="x"), TypeError, "on_epoch_end"),
+])
+def test_bad_validation_arguments(kw, exc, word):
+    with pytest.raises(exc, match=word):
+        fit(_linear(), _data(), 1, progress=False, **kw)

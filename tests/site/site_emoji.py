@@ -1,0 +1,18 @@
+"""Which characters a browser draws from an emoji font (shared by the site tests)."""
+
+# Code points that browsers draw from an emoji font: U+1F000-U+1FAFF (mahjong tiles to symbols and pictographs
+# extended-A), the variation selector that asks for the emoji form (U+FE0F), and the BMP characters whose default
+# presentation is emoji (Unicode's Emoji_Presentation=Yes), e.g. U+2705 (check mark button), U+274C (cross mark),
+# U+2753-2755 (question marks).  Text-presentation symbols such as ✓ U+2713 or ⚠ U+26A0 (without U+FE0F) are fine.
+_EMOJI_BMP = [(0x231A, 0x231B), (0x23E9, 0x23EC), (0x23F0, 0x23F0), (0x23F3, 0x23F3), (0x25FD, 0x25FE),
+              (0x2614, 0x2615), (0x2648, 0x2653), (0x267F, 0x267F), (0x2693, 0x2693), (0x26A1, 0x26A1),
+              (0x26AA, 0x26AB), (0x26BD, 0x26BE), (0x26C4, 0x26C5), (0x26CE, 0x26CE), (0x26D4, 0x26D4),
+              (0x26EA, 0x26EA), (0x26F2, 0x26F3), (0x26F5, 0x26F5), (0x26FA, 0x26FA), (0x26FD, 0x26FD),
+              (0x2705, 0x2705), (0x270A, 0x270B), (0x2728, 0x2728), (0x274C, 0x274C), (0x274E, 0x274E),
+              (0x2753, 0x2755), (0x2757, 0x2757), (0x2795, 0x2797), (0x27B0, 0x27B0), (0x27BF, 0x27BF),
+              (0x2B1B, 0x2B1C), (0x2B50, 0x2B50), (0x2B55, 0x2B55)]
+
+
+def is_emoji(ch):
+    cp = ord(ch)
+    return 0x1F000 <= cp <= 0x1FAFF or cp == 0xFE0F or any(lo <= cp <= hi for lo, hi in _EMOJI_BMP)
