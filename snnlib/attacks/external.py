@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ..seeding import ATTACK_NOISE, derive_seed
 from .base import Attack
 from .checks import check_steps
+from .gradients import encoder_grad
 
 __all__ = ["APGD", "Square", "require_torchattacks", "APGD_LOSSES", "SQUARE_LOSSES", "APGD_KEEP"]
 
@@ -70,19 +71,6 @@ class AttackLogits(nn.Module):
         return self.attack_ref.get_logits(x)
 
 
-@contextlib.contextmanager
-def encoder_grad(model: nn.Module, grad: str):
-    """Set the model's input encoder ``grad`` ("ste" | "none") for the duration; models without one are left as is."""
-    enc = getattr(model, "encoder", None)
-    if enc is None or not hasattr(enc, "grad"):
-        yield
-        return
-    old = enc.grad
-    enc.grad = grad
-    try:
-        yield
-    finally:
-        enc.grad = old
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from .objective import attack_objective, input_gradient, is_spiking
 from .rate import grad_ann_proxy, grad_rate, grad_rga
 
 __all__ = ["GRAD_MODES", "GradFn", "Forward", "register_grad_mode", "resolve_grad_mode", "check_grad_mode",
-           "accepts_forward", "gradient"]
+           "accepts_forward", "encoder_grad", "gradient"]
 
 GradFn = Callable[..., Tuple[Tensor, Tensor]]
 #: pixels (B, C, H, W) in [0, 1] -> logits (B, classes)
@@ -39,7 +39,8 @@ def _grad_autograd(model: nn.Module, x: Tensor, y: Tensor, targeted: bool,
 
 
 @contextlib.contextmanager
-def _encoder_grad(model: nn.Module, grad: str):
+def encoder_grad(model: nn.Module, grad: str):
+    """Set the model's input encoder ``grad`` ("ste" | "none") for the duration; models without one are left as is."""
     enc = getattr(model, "encoder", None)
     if enc is None or not hasattr(enc, "grad"):
         yield
@@ -55,7 +56,7 @@ def _encoder_grad(model: nn.Module, grad: str):
 def _grad_bptt(model: nn.Module, x: Tensor, y: Tensor, targeted: bool,
                forward: Optional[Forward] = None) -> Tuple[Tensor, Tensor]:
     """BPTT through the surrogate with a straight-through Poisson encoder (encoder grad forced to "ste")."""
-    with _encoder_grad(model, "ste"):
+    with encoder_grad(model, "ste"):
         return _grad_autograd(model, x, y, targeted, forward)
 
 

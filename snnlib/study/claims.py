@@ -18,8 +18,9 @@ Guards (:data:`GUARDS`): a model variant whose clean accuracy on the compared im
 white-box zero-gradient share exceeds 0.5, is excluded and named; a pairwise claim that loses a model, or a sweep
 left with fewer than two points, is "not testable".  Units: effects, intervals, margins and MDEs are accuracy
 points (percent); ``alpha`` is a fraction.  A chapter that has not run gives "not run"; a results file that does
-not match its record raises :class:`snnlib.study.records.RecordError`.  Claims are taken from reference/papers.md
-§1.13 (ECCV 2020) and §2.7 (IJCNN 2019).
+not match its record raises :class:`snnlib.study.records.RecordError`.  The claims are those of Sharmin et al.,
+"Inherent adversarial robustness of deep spiking neural networks" (ECCV 2020, arXiv:2003.10399) and "A comprehensive
+analysis on adversarial robustness of spiking neural networks" (IJCNN 2019, arXiv:1905.02704).
 """
 from __future__ import annotations
 
