@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 __all__ = ["atomic_file", "atomic_write_bytes", "atomic_save_torch", "atomic_write_json", "to_jsonable",
-           "file_lock"]
+           "file_lock", "folder_problem", "make_writable_folder"]
 
 
 @contextlib.contextmanager
@@ -109,6 +109,51 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
     return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be used as an output folder, without writing anything; ``None`` when it can.
+
+    The folder may not exist yet: then the closest existing folder above it must be writable (it will be created
+    there).  Problems: the path is a file, it lies under a file, or the folder that would hold the files is not
+    writable (no write permission, a read-only file system).  Root bypasses permissions, so for root only a
+    read-only file system is caught here; :func:`make_writable_folder` tries a real write.
+    """
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    cur = path
+    while not os.path.lexists(cur) and cur.parent != cur:
+        cur = cur.parent
+    if cur == path and not path.is_dir():
+        kind = "a file" if path.is_file() else "not a folder"
+        return f"{path} is {kind}"
+    if cur != path and not cur.is_dir():
+        kind = "a file" if cur.is_file() else "not a folder"
+        return f"{path} lies under {cur}, which is {kind}"
+    if not os.access(cur, os.W_OK | os.X_OK):
+        return (f"{cur} is not writable" if cur == path
+                else f"{path} cannot be created: {cur} is not writable")
+    return None
+
+
+def make_writable_folder(path: str | os.PathLike) -> str | None:
+    """Create the folder ``path`` (with its parents) and write and remove a probe file in it; returns ``None`` when
+    that works, else why not (the OS's reason, naming the path).  Nothing is left behind but the folders."""
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    problem = folder_problem(path)
+    if problem:
+        return problem
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.", suffix=".tmp")
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        return f"cannot write in {path}: {e.strerror or e}"
+    return None
 
 
 @contextlib.contextmanager

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
 from .neurons import LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate
 
-__all__ = ["ARCHS", "LAYOUTS", "VGG", "SpikingVGG", "build_ann", "check_arch", "round_thresholds"]
+__all__ = ["ARCHS", "LAYOUTS", "VGG", "SpikingVGG", "build_ann", "check_arch", "round_thresholds",
+           "spiking_layers"]
 
 # feature configs: int = 3x3 conv (pad 1, no bias) + activation, "A" = 2x2 average pool, "D" = dropout
 ARCHS: Dict[str, dict] = {
@@ -40,6 +41,15 @@ def check_arch(arch) -> str:
     if not isinstance(arch, str) or arch.lower() not in ARCHS:
         raise ValueError(f"unknown model {arch!r}; choose one of {sorted(ARCHS)}")
     return arch.lower()
+
+
+def spiking_layers(arch) -> int:
+    """Number of spiking layers of an architecture (its conv and hidden linear layers): ``VGG(arch).num_spiking``,
+    without building the weights.  With the released code's one-step-per-layer delay (``SpikingVGG(delay=True)``,
+    the study's setting) the output layer first receives a spike at step ``spiking_layers(arch) + 1``, so an SNN
+    simulated for ``T <= spiking_layers(arch)`` steps outputs identically zero logits (VGG5: 5)."""
+    cfg = ARCHS[check_arch(arch)]
+    return sum(1 for item in cfg["features"] if isinstance(item, int)) + len(cfg["hidden"])
 
 
 class VGG(nn.Module):

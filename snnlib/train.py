@@ -27,7 +27,9 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -40,7 +42,7 @@ from .data import Split, augment as augment_batch, batches
 from .files import atomic_save_torch
 
 __all__ = ["TrainConfig", "SCHEDULES", "OPTIMIZERS", "fit", "train_ann", "train_snn", "load_checkpoint",
-           "CheckpointMismatch"]
+           "CheckpointMismatch", "CorruptCheckpoint"]
 
 #: learning-rate schedules: "step" (divide by ``lr_reduce`` at each milestone fraction of the epochs) or
 #: "cosine" (``lr * (1 + cos(pi * (epoch - w) / (epochs - w))) / 2`` after ``w = warmup_epochs`` warm-up epochs,
@@ -52,6 +54,11 @@ OPTIMIZERS = ("sgd", "adam")
 
 class CheckpointMismatch(RuntimeError):
     """A checkpoint exists at the path but was made with another configuration."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file exists but cannot be read back (truncated by a full disk or a kill mid-copy, or not a
+    checkpoint); its message names the path."""
 
 
 def _json_clean(obj):
@@ -222,11 +229,20 @@ class TrainConfig:
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
-    """Load a checkpoint safely (``weights_only=True``); raises FileNotFoundError with the path."""
+    """Load a checkpoint safely (``weights_only=True``); raises FileNotFoundError with the path, and
+    :class:`CorruptCheckpoint` (naming the path and why) when the file is not a readable checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        raise CorruptCheckpoint(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:200]}); it is "
+                                "truncated or not a snnlib checkpoint") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "rng", "epoch"} <= set(state):
+        raise CorruptCheckpoint(f"checkpoint {path} is not a snnlib training checkpoint (no model, optimizer, rng "
+                                "and epoch entries)")
+    return state
 
 
 # ---------------------------------------------------------------------------------------------- data sources
@@ -422,8 +438,15 @@ def _fit_loop(model, train, settings: TrainConfig, optimizer, augment: bool, con
         history["val_acc"] = []
     start = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    state = None
     if ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+        try:
+            state = load_checkpoint(ckpt_path)
+        except CorruptCheckpoint as e:      # never resume from garbage: start again, keeping the file for a look
+            bad = ckpt_path.with_name(ckpt_path.name + ".corrupt")
+            os.replace(ckpt_path, bad)
+            warnings.warn(f"{e}; training starts from epoch 1 (the damaged file is kept as {bad})", stacklevel=3)
+    if state is not None:
         if state.get("config") != config:
             old = state.get("config", {})
             raise CheckpointMismatch(

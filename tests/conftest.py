@@ -1,6 +1,4 @@
 """Shared test settings."""
-import contextlib
-
 import pytest
 import torch
 
@@ -16,18 +14,3 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@contextlib.contextmanager
-def tiny_arch(name: str, **cfg):
-    """Register a tiny VGG-style architecture under ``name`` and keep the LIF loop eager (no torch.compile start-up
-    cost) for the duration; both are restored afterwards."""
-    from snnlib import neurons
-    from snnlib.models import ARCHS
-    ARCHS[name] = dict(cfg, dataset="cifar10")
-    old = neurons.set_lif_backend("eager")
-    try:
-        yield name
-    finally:
-        neurons.set_lif_backend(old)
-        ARCHS.pop(name, None)

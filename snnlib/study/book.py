@@ -2,9 +2,9 @@
 
 ``python -m snnlib.study run --profile smoke`` writes the executed notebooks to ``runs/smoke/book/``;
 :func:`assemble_book` copies the book's configuration (``_config.yml``, ``_toc.yml``, symlinks resolved), its
-Markdown pages and other non-notebook files, and the pages of the table of contents that the runner does not
-execute (e.g. the appendix) next to them; :func:`build_book` runs ``jupyter-book build`` there (notebooks are not
-re-executed) and returns the path of ``_build/html/index.html``.
+Markdown pages and other non-notebook files, its support folders (``_ext/`` local Sphinx extensions, ``_mathjax/``) and the pages of the table of
+contents that the runner does not execute (e.g. the appendix) next to them; :func:`build_book` runs
+``jupyter-book build`` there (notebooks are not re-executed) and returns the path of ``_build/html/index.html``.
 """
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ from typing import List, Union
 from .profiles import NOTEBOOKS
 
 __all__ = ["BookError", "toc_files", "assemble_book", "build_book"]
+
+
+#: The book's support folders copied with it: local Sphinx extensions (``_config.yml``: ``local_extensions``) and
+#: the MathJax served with the site (``html_extra_path``).
+SUPPORT_FOLDERS = ("_ext", "_mathjax")
 
 
 class BookError(ValueError):
@@ -65,9 +70,10 @@ def _page(folder: Path, name: str) -> Path:
 def assemble_book(book_dir: Union[str, Path], run_book_dir: Union[str, Path], profile: str = "smoke") -> Path:
     """Make ``run_book_dir`` (a run's executed notebooks) a buildable book; returns it.
 
-    Copies from ``book_dir`` every file that is not a notebook (configuration, Markdown, bibliography, ...) and
-    every notebook of the table of contents that the runner does not execute.  Raises :class:`BookError` naming
-    the executed notebooks that are missing (with the command that makes them).  ``book_dir`` is only read.
+    Copies from ``book_dir`` every file that is not a notebook (configuration, Markdown, bibliography, ...), the
+    support folders (:data:`SUPPORT_FOLDERS`) and every notebook of the table of contents that the runner does
+    not execute.  Raises :class:`BookError` naming the executed notebooks that are missing (with the command that
+    makes them).  ``book_dir`` is only read.
     """
     book_dir, run_book_dir = Path(book_dir).resolve(), Path(run_book_dir).resolve()
     if not book_dir.is_dir():
@@ -89,6 +95,10 @@ def assemble_book(book_dir: Union[str, Path], run_book_dir: Union[str, Path], pr
         if src.name.startswith((".", "_build")) or src.suffix == ".ipynb" or not src.is_file():
             continue
         shutil.copyfile(src, run_book_dir / src.name)          # follows symlinks (_config.yml, _toc.yml)
+    for folder in SUPPORT_FOLDERS:                             # what _config.yml loads or serves from book/
+        if (book_dir / folder).is_dir():
+            shutil.copytree(book_dir / folder, run_book_dir / folder, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", ".*"))
     for page in pages:
         if Path(page).stem in NOTEBOOKS:
             continue

@@ -58,29 +58,91 @@ ATTACK_GRAD_MODE = "algorithm1"  # the papers' SNN-crafted attack (Algorithm 1);
 
 
 def check_params(notebook: str, params: Mapping[str, Any]) -> Dict[str, Any]:
-    """Validate a notebook's parameters; raises ProfileError naming the parameter and what is allowed."""
-    unknown = [k for k in params if k not in KNOWN_PARAMS and k not in ("profile", "results_dir")]
-    if unknown:
-        raise ProfileError(f"{notebook}: unknown parameter(s) {unknown}; allowed: {sorted(KNOWN_PARAMS)}") from None
+    """Validate a notebook's parameters before any work, as the runner does; raises ProfileError naming the
+    parameter (or folder) and what is allowed.
+
+    Refused: names that are not this notebook's parameters (unknown, or another notebook's), values outside their
+    range, combinations that cannot mean anything (:func:`snnlib.study.profiles.meaning_checks` and the pipeline's
+    checks: ``balance_images`` beyond the training images, ``adaptive_images > attack_images``, timesteps too short
+    for any spike to reach the output, ...), data that is not where ``data_dir`` / ``data_source`` say
+    (:func:`snnlib.study.profiles.data_problems`, relative paths from the current folder) and a ``results_dir``
+    that cannot be written (a file, under a file, not writable).  Every problem is listed in one message.
+    """
+    from ..files import folder_problem
+    from .profiles import NOTEBOOK_EXTRAS, NOTEBOOKS, cross_checks, did_you_mean, data_problems
+
+    own = set(KNOWN_PARAMS) if notebook not in NOTEBOOKS else \
+        {k for k, p in KNOWN_PARAMS.items() if p.notebooks is None} | set(NOTEBOOK_EXTRAS[notebook])
+    runner = ("profile", "results_dir")
+    unknown = [k for k in params if k not in KNOWN_PARAMS and k not in runner]
+    foreign = [k for k in params if k in KNOWN_PARAMS and k not in own]
+    if unknown or foreign:
+        parts = []
+        if unknown:
+            parts.append(f"unknown parameter(s) {unknown}" + "".join(did_you_mean(k, sorted(own)) for k in unknown))
+        if foreign:
+            parts.append("parameter(s) of other notebooks " + ", ".join(
+                f"{k!r} ({', '.join(KNOWN_PARAMS[k].notebooks or ())})" for k in foreign))
+        raise ProfileError(f"{notebook}: {'; '.join(parts)}; allowed here: {sorted(own)} (and profile, "
+                           "results_dir)") from None
     try:
         out = validate_overrides({k: v for k, v in params.items() if k in KNOWN_PARAMS}, profile=notebook)
     except ProfileError as e:
         raise ProfileError(f"{notebook}: {e}") from None
-    if out.get("attack_images", 0) > out.get("n_test", 10 ** 9):
-        raise ProfileError(f"{notebook}: attack_images={out['attack_images']} exceeds n_test={out['n_test']}; "
-                           "allowed: attack_images <= n_test") from None
+    errors: List[str] = []
+    cross_checks(f"parameters of {notebook}", notebook, out, errors)
+    if not errors and notebook != "07_summary":
+        errors += [f"{notebook}: {m}" for m in data_problems(out)]
     out["profile"] = params.get("profile", "custom")
     out["results_dir"] = params.get("results_dir") or f"results/{out['profile']}"
+    problem = folder_problem(out["results_dir"])
+    if problem:
+        errors.append(f"{notebook}: results_dir {out['results_dir']!r}: {problem}; pass a writable folder "
+                      "(papermill -p results_dir DIR)")
+    if errors:
+        raise ProfileError(errors[0] if len(errors) == 1 else "\n  ".join(["", *errors])) from None
     return out
 
 
+def _parameter_cell_names(namespace: Mapping[str, Any]) -> List[str]:
+    """Names assigned in the cells executed so far that start with ``# Parameters`` (the notebook's parameters cell
+    and the cell papermill injects), read from IPython's input history ``In``; [] outside IPython."""
+    import ast
+
+    history = namespace.get("In")
+    if not isinstance(history, (list, tuple)):
+        return []
+    names: List[str] = []
+    for src in history:
+        if not isinstance(src, str) or not src.lstrip().startswith("# Parameters"):
+            continue
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id not in names:
+                    names.append(t.id)
+    return names
+
+
 def collect_params(namespace: Mapping[str, Any], notebook: str) -> Dict[str, Any]:
-    """The notebook's parameters picked from a namespace (the notebook's ``globals()``) by their known names."""
+    """The notebook's parameters picked from a namespace (the notebook's ``globals()``) by their known names.
+
+    Run inside a notebook, the names set in its parameters cells (its own and papermill's injected one, from
+    IPython's input history) that are not this notebook's parameters are passed on too, so that
+    :func:`check_params` refuses them (``papermill ... -p T_bp_typo 8`` would otherwise run with the default)."""
     names = [k for k, p in KNOWN_PARAMS.items() if p.notebooks is None or notebook in p.notebooks]
     missing = [k for k in names if k not in namespace]
     if missing:
         raise ProfileError(f"{notebook}: the parameters cell lacks {missing}")
     out = {k: namespace[k] for k in names}
+    for k in _parameter_cell_names(namespace):
+        if k not in out and k not in ("profile", "results_dir") and k in namespace:
+            out[k] = namespace[k]
     out["profile"] = namespace.get("profile", "custom")
     out["results_dir"] = namespace.get("results_dir")
     return out
@@ -208,9 +270,12 @@ def clean_table(ctx: Context) -> List[CleanRow]:
     return rows
 
 
-def conversion_timesteps(T_conv: int) -> List[int]:
-    """Timesteps at which chapter 1 measures the converted SNN: T_conv / 4 ... 4 T_conv (at least 6)."""
-    return sorted({max(6, T_conv // 4), max(6, T_conv // 2), T_conv, 2 * T_conv, 4 * T_conv})
+def conversion_timesteps(T_conv: int, arch: str = "vgg5") -> List[int]:
+    """Timesteps at which chapter 1 measures the converted SNN: T_conv / 4 ... 4 T_conv, each at least one more than
+    the architecture's spiking layers (VGG5: 6; fewer steps give an identically zero output)."""
+    from ..models import spiking_layers
+    low = spiking_layers(arch) + 1
+    return sorted({max(low, T_conv // 4), max(low, T_conv // 2), T_conv, 2 * T_conv, 4 * T_conv})
 
 
 def accuracy_vs_T(model: SpikingVGG, split, T_values: Iterable[int], seed: int = 0,
@@ -232,9 +297,10 @@ def training_histories(ctx: Context) -> Dict[str, Optional[Dict[str, List[float]
 
 def models_results(ctx: Context) -> ModelsResults:
     """Chapter 1: clean accuracies, the converted SNN against T and the thresholds of every seed."""
+    steps = conversion_timesteps(ctx.params["T_conv"], ctx.params.get("arch", "vgg5"))
     return ModelsResults(
         clean=clean_table(ctx),
-        conv_vs_T=accuracy_vs_T(ctx.target.snn_conv, ctx.test, conversion_timesteps(ctx.params["T_conv"]),
+        conv_vs_T=accuracy_vs_T(ctx.target.snn_conv, ctx.test, steps,
                                 ctx.params["eval_seed"], 1),     # a descriptive curve: one draw per image
         thresholds={f"seed {ms.seed}": [round(float(t), 3) for t in ms.info["thresholds"]] for ms in ctx.models},
         snn_bp_thresholds={f"seed {ms.seed}": [float(t) for t in ms.info["snn_bp_thresholds"]]

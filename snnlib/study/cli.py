@@ -31,9 +31,24 @@ book's configuration, table of contents and Markdown pages next to them (``runs/
 runs ``jupyter-book build`` there and prints the path of ``index.html``.  ``jupyter-book build book``
 builds the published reference.
 
-``-p name=value`` values are parsed as YAML (``-p T_list=[4,8]``, ``-p data_dir=null``) and
-validated against :data:`snnlib.study.profiles.KNOWN_PARAMS`.  Exit codes: 0 success, 1 a notebook
-failed, 2 bad usage/profile/parameter, 130 interrupted.
+``-p name=value`` values are parsed as YAML (``-p T_list=[8,16]``, ``-p data_dir=null``) and
+validated against :data:`snnlib.study.profiles.KNOWN_PARAMS` and
+:func:`snnlib.study.profiles.meaning_checks`.  Exit codes: 0 success, 1 a notebook failed, 2 bad
+usage/profile/parameter, 130 interrupted.
+
+Bad input is refused before any work, with one message naming the parameter or path and what is
+allowed (exit code 2, the dry run too): values that cannot mean anything (timesteps too short for a
+spike to reach the output, ``eps_list`` budgets of 0, ``pgd_alpha`` above twice the largest budget,
+more images than the data source holds), ``--only`` naming no notebook, a ``--data-dir`` /
+``-p data_dir`` that is not an existing folder (both relative to the current folder), and output
+folders (``--results-dir``, ``--out-dir``, ``--cache-dir``) that are files, lie under a file or
+cannot be written.  What locating the data reveals (``data_source: torchvision`` without the
+files, ``auto`` falling back to the shipped subset with too few images) is a note in the dry run
+and an error in the run (a note with ``--executor dask|slurm``, whose workers may see other files);
+a ``--data-dir`` without a full copy, where ``auto`` uses the shipped subset, is a note.  The
+estimate is scaled by a rough cost model (:func:`snnlib.study.profiles.cost_units`); a run whose
+estimate is more than :data:`BUDGET_FACTOR` times the profile's own (e.g.
+``-p pgd_steps=1000000000``) asks for ``--yes``.
 
 The runner keeps a log ``<results-dir>/_study_log.json`` (status, wall time and parameters of the
 last run of each notebook): ``--resume`` skips notebooks whose last run succeeded with the same
@@ -61,7 +76,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import profiles as _profiles
 from ..files import atomic_write_bytes, atomic_write_json, file_lock
@@ -80,6 +95,9 @@ AGGREGATE_NOTEBOOKS = ("07_summary",)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+#: A run whose estimate (by the rough cost model) exceeds the profile's own this many times needs ``--yes``.
+BUDGET_FACTOR = 10.0
+
 
 class UsageError(Exception):
     """Bad command line / parameter: reported on stderr, exit code 2."""
@@ -87,7 +105,7 @@ class UsageError(Exception):
 
 def repo_root() -> Path:
     """The repository root (the folder holding ``snnlib/`` and ``book/``)."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]      # snnlib/study/cli.py -> the checkout
     if (here / "book").is_dir() or (here / "_toc.yml").is_file():
         return here
     return Path.cwd().resolve()
@@ -107,8 +125,12 @@ def _fmt_s(s: float | None) -> str:
     if s < 3600:
         m, sec = divmod(int(round(s)), 60)
         return f"{m}m {sec:02d}s"
-    h, rem = divmod(int(round(s)), 3600)
-    return f"{h}h {rem // 60:02d}m"
+    if s < 3 * 86400:
+        h, rem = divmod(int(round(s)), 3600)
+        return f"{h}h {rem // 60:02d}m"
+    if s < 2 * 365.25 * 86400:
+        return f"{s / 86400:.1f} days"
+    return f"{s / (365.25 * 86400):.3g} years"
 
 
 def _fmt_v(v: Any) -> str:
@@ -188,17 +210,35 @@ class _Plan:
 
         # parameters
         overrides: dict[str, Any] = {}
+        data_flag = None
         for item in args.param or []:
             name, value = parse_param(item)
             if name in _profiles.RUNNER_PARAMS:
                 flag = "--profile" if name == "profile" else "--results-dir"
                 raise UsageError(f"-p {item!r}: {name!r} is set by the runner; use {flag}")
             overrides[name] = value
+            if name == "data_dir":
+                data_flag = f"-p {item}"
         if args.data_dir is not None:
             if "data_dir" in overrides:
                 raise UsageError("give the data folder either with --data-dir or with "
                                  "-p data_dir=..., not both")
-            overrides["data_dir"] = _rel(user_path(args.data_dir, cwd), self.root)
+            if not args.data_dir.strip():
+                raise UsageError("--data-dir '': no folder given (an unset shell variable?); give the folder "
+                                 "that holds cifar-10-batches-py, or leave --data-dir out for the default")
+            overrides["data_dir"] = args.data_dir
+            data_flag = f"--data-dir {args.data_dir}"
+        # -p data_dir and --data-dir: relative to the current folder, passed on relative to the repository
+        # root (the notebooks' working folder); the folder must exist (a typo is not a fallback to the subset)
+        if isinstance(overrides.get("data_dir"), str) and overrides["data_dir"].strip():
+            folder = user_path(overrides["data_dir"], cwd)
+            if not folder.is_dir():
+                what = "is a file, not a folder" if folder.exists() else "does not exist"
+                raise UsageError(f"{data_flag}: {folder} {what}; give the folder that holds the official "
+                                 "cifar-10-batches-py / cifar-100-python folder (relative paths are relative to "
+                                 "the current folder), or leave it out for the default data folder "
+                                 "($SNNLIB_DATA_DIR or ~/.cache/snnlib/data; the shipped subset is in data/)")
+            overrides["data_dir"] = _rel(folder, self.root)
         try:
             self.profile = _profiles.load_profile(args.profile, overrides,
                                                   path=args.profiles_file)
@@ -210,6 +250,11 @@ class _Plan:
             only = [_profiles.resolve_notebook(n) for n in _split_multi(args.only)]
         except ValueError as e:
             raise UsageError(f"--only: {e}") from None
+        if args.only is not None and not only:
+            given = " ".join(f"--only {shlex.quote(v)}" for v in args.only)
+            raise UsageError(f"{given}: names no notebook (an unset shell variable?); valid: "
+                             f"{', '.join(NOTEBOOKS)} (or without the number prefix); leave out --only to run "
+                             "every notebook")
         self.notebooks = [nb for nb in NOTEBOOKS if not only or nb in only]
         used = set().union(*(self.profile["notebooks"][nb] for nb in self.notebooks))
         self.unused = sorted(k for k in self.profile["overrides"] if k not in used)
@@ -301,13 +346,162 @@ class _Plan:
                 and e.get("source_sha256") == _source_hash(self.input_path(nb)))
 
     def estimate(self, nb: str) -> tuple[float, str]:
+        """(seconds, where from): the last run's wall time, else the profile's estimate, scaled by the rough cost
+        model from the parameters it was measured (or estimated) with to this plan's."""
         res = _read_json(self.results_dir / f"{nb}.json")
         if res and isinstance(res.get("wall_time_s"), (int, float)):
-            return float(res["wall_time_s"]), "last run"
+            return self._scaled(nb, float(res["wall_time_s"]), "last run", res.get("parameters"))
         e = self.log_entry(nb)
         if isinstance(e.get("wall_time_s"), (int, float)):
-            return float(e["wall_time_s"]), "last run (runner)"
-        return self.profile["estimate_s"][nb], "profile estimate"
+            return self._scaled(nb, float(e["wall_time_s"]), "last run (runner)", e.get("parameters"))
+        return self._scaled(nb, self.profile["estimate_s"][nb], "profile estimate", None)
+
+    @property
+    def base_profile(self) -> dict[str, Any]:
+        """The profile without this plan's overrides."""
+        if getattr(self, "_base", None) is None:
+            self._base = _profiles.load_profile(self.args.profile, path=self.args.profiles_file)
+        return self._base
+
+    def cost_ratio(self, nb: str, then: Any = None) -> float:
+        """Rough cost of ``nb`` with this plan's parameters over its cost with ``then`` (default: the profile's)."""
+        base = self.base_profile["notebooks"][nb]
+        now = self.profile["notebooks"][nb]
+        if isinstance(then, dict):
+            then = {**base, **{k: v for k, v in then.items() if k in base}}
+        else:
+            then = base
+        try:
+            den = _profiles.cost_units(nb, then)
+            return _profiles.cost_units(nb, now) / den if den > 0 else 1.0
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return 1.0
+
+    def _scaled(self, nb: str, seconds: float, source: str, then: Any) -> tuple[float, str]:
+        r = self.cost_ratio(nb, then)
+        if abs(r - 1.0) > 0.005:
+            source += f", x{r:.3g} for these parameters"
+        return seconds * r, source
+
+    def budget(self, notebooks: Sequence[str]) -> tuple[float, float, float, list[str]]:
+        """(ratio, profile seconds, scaled seconds, drivers) of ``notebooks`` by the rough cost model: how many times
+        the profile's own estimate this plan's parameters make them; ``drivers``: the overrides that raise it most,
+        as ``name=value (xN)``.  Training is part of ``01_models``' estimate; without that notebook, models for
+        changed training parameters are trained by the first notebook that needs them, so their extra training
+        time (01_models' training share, scaled) is added."""
+        est = self.base_profile["estimate_s"]
+        nbs = list(notebooks)
+        base_s = sum(est[nb] for nb in nbs) or 1.0
+        base_nb = self.base_profile["notebooks"]
+
+        def ratio(nb: str, params: Mapping[str, Any]) -> float:
+            try:
+                den = _profiles.cost_units(nb, base_nb[nb])
+                return _profiles.cost_units(nb, params) / den if den > 0 else 1.0
+            except (KeyError, TypeError, ValueError, OverflowError):
+                return 1.0
+
+        def scaled(params_for) -> float:
+            total = sum(est[nb] * ratio(nb, params_for(nb)) for nb in nbs)
+            if "01_models" not in nbs and any(nb not in AGGREGATE_NOTEBOOKS for nb in nbs):
+                try:
+                    b = _profiles.training_cost_units(base_nb["01_models"])
+                    t = _profiles.training_cost_units(params_for("01_models"))
+                    share = b / _profiles.cost_units("01_models", base_nb["01_models"])
+                    total += est["01_models"] * share * max(0.0, t / b - 1.0)
+                except (KeyError, TypeError, ValueError, OverflowError, ZeroDivisionError):
+                    pass
+            return total
+
+        total = scaled(lambda nb: self.profile["notebooks"][nb])
+        drivers = []
+        for k, v in self.profile["overrides"].items():
+            def one(nb: str, k=k, v=v) -> dict[str, Any]:
+                p = dict(base_nb[nb])
+                if k in p:
+                    p[k] = v
+                return p
+            r = scaled(one) / base_s
+            if r > 1.5:
+                drivers.append((r, f"{k}={_fmt_v(v)} (x{r:.3g})"))
+        drivers.sort(key=lambda t: -t[0])
+        return total / base_s, base_s, total, [d for _, d in drivers]
+
+    def over_budget_text(self, notebooks: Sequence[str]) -> str | None:
+        """A sentence when the plan's parameters make ``notebooks`` more than :data:`BUDGET_FACTOR` times the
+        profile's own estimate, else ``None``."""
+        ratio, base_s, scaled_s, drivers = self.budget(notebooks)
+        if ratio <= BUDGET_FACTOR:
+            return None
+        by = f", driven by {', '.join(drivers)}" if drivers else ""
+        train = ("" if "01_models" in notebooks or all(nb in AGGREGATE_NOTEBOOKS for nb in notebooks)
+                 else ", training included")
+        return (f"the parameters make this run about {ratio:.3g} times the {self.profile['name']!r} profile's own "
+                f"estimate ({_fmt_s(base_s)} -> {_fmt_s(scaled_s)}{train}, by a rough cost model{by})")
+
+    # -- checks before any work -----------------------------------------------------------------
+    def output_folders(self) -> list[tuple[str, Path, str]]:
+        """(what, folder, how to choose another) of every folder the run writes into."""
+        from .cache import cache_dir as _default_cache
+
+        if self.publish:
+            results_fix = out_fix = "make it a writable folder (the --publish locations are fixed)"
+        else:
+            results_fix = "choose another with --results-dir DIR, or make it a writable folder"
+            out_fix = "choose another with --out-dir DIR, or make it a writable folder"
+        cache = self.unit_cache or self.cache_dir or _default_cache()
+        cache_fix = ("choose another with --cache-dir DIR (or $SNNLIB_CACHE), or make it a writable folder")
+        return [("results folder", self.results_dir, results_fix),
+                ("output folder of the executed notebooks", self.out_dir, out_fix),
+                ("artifact cache", Path(os.path.abspath(cache)), cache_fix)]
+
+    def output_problems(self, create: bool = False) -> list[str]:
+        """Why an output folder cannot be written, one message each (``create``: make the folders and write a
+        probe file in each, as the run does; else only look)."""
+        from ..files import folder_problem, make_writable_folder
+
+        out = []
+        seen = set()
+        for what, folder, fix in self.output_folders():
+            if folder in seen:
+                continue
+            seen.add(folder)
+            problem = make_writable_folder(folder) if create else folder_problem(folder)
+            if problem:
+                out.append(f"{what} {_rel(folder, self.root)}: {problem}; {fix}")
+        return out
+
+    def data_notes(self) -> list[str]:
+        """A note when a data folder was given but holds no full copy, so ``data_source: auto`` uses the shipped
+        subset (a folder that exists but is not the right one would otherwise pass silently)."""
+        from .. import data as D
+
+        if "data_dir" not in self.profile["overrides"] or self.profile["overrides"]["data_dir"] is None:
+            return []
+        out = []
+        for nb in self.notebooks:
+            p = self.profile["notebooks"][nb]
+            if nb in AGGREGATE_NOTEBOOKS or p["data_source"] != "auto":
+                continue
+            folder = Path(p["data_dir"]).expanduser()
+            folder = folder if folder.is_absolute() else self.root / folder
+            if not D.full_copy_available(p["dataset"], folder):
+                msg = (f"no full {p['dataset']} copy ('{D._SPECS[p['dataset']]['folder']}') in {folder}: "
+                       "data_source 'auto' uses the shipped subset")
+                if msg not in out:
+                    out.append(msg)
+        return out
+
+    def data_problems(self, notebooks: Sequence[str]) -> list[str]:
+        """What locating the data reveals about the notebooks' parameters (one message per distinct problem)."""
+        out: list[str] = []
+        for nb in notebooks:
+            if nb in AGGREGATE_NOTEBOOKS:
+                continue
+            for msg in _profiles.data_problems(self.profile["notebooks"][nb], base=self.root):
+                if msg not in out:
+                    out.append(msg)
+        return out
 
     def book_command(self) -> str:
         """The command that builds a book from this run's executed notebooks."""
@@ -332,6 +526,8 @@ class _Plan:
                 cmd += [flag, str(val)]
         if a.publish:
             cmd += ["--publish"]
+        if getattr(a, "yes", False):
+            cmd += ["--yes"]
         if a.executor != "local":
             cmd += ["--executor", a.executor]
             for flag, val in (("--scheduler", a.scheduler), ("--workers", a.workers),
@@ -488,6 +684,15 @@ def _print_plan(plan: _Plan, out=None) -> float:
     for r in [head, *rows]:
         w("  ".join(f"{r[c]:<{widths[c]}}" for c in range(4)) + "  " + r[4] + "\n")
     w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)\n")
+    todo = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
+    big = plan.over_budget_text(todo)
+    if big:
+        w(f"note: {big}; the run asks for --yes\n")
+    for msg in plan.data_notes():
+        w(f"note: {msg}\n")
+    for msg in plan.data_problems(todo):
+        w(f"note: the run will refuse: {msg}\n" if plan.executor == "local" else f"note: {msg} (fine when the "
+          "workers see the data there)\n")
     if plan.unused:
         w(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected notebooks\n")
     problem = _cuda_problem(plan)
@@ -683,7 +888,16 @@ def _run(plan: _Plan) -> int:
     problem = _cuda_problem(plan)
     if problem and plan.executor == "local":
         raise UsageError(problem)
-    plan.results_dir.mkdir(parents=True, exist_ok=True)
+    todo_nbs = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
+    data = plan.data_problems(todo_nbs)
+    if data and plan.executor == "local":      # a cluster's workers may see data this machine does not
+        raise UsageError(data[0] if len(data) == 1 else "\n  ".join(["", *data]))
+    big = plan.over_budget_text(todo_nbs)
+    if big and not plan.args.yes:
+        raise UsageError(f"{big}; check the values (--dry-run shows the plan), or pass --yes to run it anyway")
+    bad = plan.output_problems(create=True)      # every output folder made and written to before any work
+    if bad:
+        raise UsageError(bad[0] if len(bad) == 1 else "\n  ".join(["", *bad]))
     prof = plan.profile
     n = len(plan.notebooks)
     print(f"Study: profile {prof['name']!r}, {n} notebook(s), results in "
@@ -692,6 +906,8 @@ def _run(plan: _Plan) -> int:
     if plan.unused:
         print(f"note: parameter(s) {', '.join(plan.unused)} not used by the selected "
               "notebooks", flush=True)
+    for msg in plan.data_notes() + (data if plan.executor != "local" else []):
+        print(f"note: {msg}", flush=True)
     skip = [f"nb/{nb}" for nb in plan.notebooks if plan.args.resume and plan.is_done(nb)]
     todo = [nb for nb in plan.notebooks if f"nb/{nb}" not in skip]
     units = plan.units(todo)
@@ -801,13 +1017,17 @@ def _parser() -> argparse.ArgumentParser:
                           "(2-core CPU, ~2.5 h), paper (GPU, many hours); default: smoke")
     run.add_argument("--only", action="append", metavar="NOTEBOOK",
                      help="run only these notebooks (repeatable or comma-separated; "
-                          "'02_discretization', 'discretization' or '02')")
+                          "'02_discretization', 'discretization' or '02'); an empty value is an error")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="override a parameter; VALUE is YAML, e.g. -p T_bp=8 "
-                          "-p T_list=[4,8] -p data_dir=null (repeatable)")
+                          "-p T_list=[8,16] -p data_dir=null (repeatable); values that cannot mean "
+                          "anything are refused before any work (exit code 2)")
     run.add_argument("--dry-run", action="store_true",
-                     help="print the notebooks, their parameters and a time estimate; run "
-                          "nothing")
+                     help="print the notebooks, their parameters and a time estimate (scaled by a "
+                          "rough cost model when parameters change); run nothing")
+    run.add_argument("--yes", action="store_true",
+                     help=f"run even when the parameters make the estimate more than "
+                          f"{BUDGET_FACTOR:g}x the profile's own")
     run.add_argument("--resume", action="store_true",
                      help="skip notebooks whose last run succeeded with the same parameters")
     run.add_argument("--keep-going", action="store_true",
@@ -821,7 +1041,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", help="folder for results JSON (default: "
                                            "runs/<profile>/results/; with --publish "
                                            "results/<profile>/)")
-    run.add_argument("--data-dir", help="dataset folder (sets the data_dir parameter)")
+    run.add_argument("--data-dir", help="dataset folder holding cifar-10-batches-py / cifar-100-python (sets "
+                                        "the data_dir parameter; must exist). Relative paths, here and in "
+                                        "-p data_dir=..., are relative to the current folder")
     run.add_argument("--cache-dir", help="artifact cache folder for this run (sets "
                                          "SNNLIB_CACHE; default $SNNLIB_CACHE or "
                                          "~/.cache/snnlib)")
@@ -935,6 +1157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import logging
             logging.basicConfig(level=logging.INFO, format="%(message)s")
         plan = _Plan(args)
+        bad = plan.output_problems()
+        if bad:
+            raise UsageError(bad[0] if len(bad) == 1 else "\n  ".join(["", *bad]))
         if args.dry_run:
             _print_plan(plan)
             return EXIT_OK

@@ -36,7 +36,7 @@ from ..files import atomic_save_torch
 from ..models import VGG, SpikingVGG, build_ann, check_arch
 from ..robustness.prediction import predict, predict_draws
 from ..seeding import derive_seed, generator
-from ..train import TrainConfig, train_ann, train_snn
+from ..train import CorruptCheckpoint, TrainConfig, train_ann, train_snn
 from .cache import ArtifactCache
 from .profiles import KNOWN_PARAMS, ProfileError, pipeline_checks
 
@@ -124,7 +124,13 @@ class ModelSet:
             raise FileNotFoundError(f"the ANN weights of epoch {epoch} are missing ({path}); delete the ANN's cache "
                                     f"entry ({path.parent.parent}) to retrain it")
         net = copy.deepcopy(self.ann)        # no random draw (a fresh VGG would draw its initial weights)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            weights = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(weights)
+        except Exception as e:   # truncated (full disk, killed copy) or foreign file: never used as weights
+            raise CorruptCheckpoint(f"the ANN weights of epoch {epoch} ({path}) cannot be read "
+                                    f"({type(e).__name__}: {str(e)[:160]}); delete the ANN's cache entry "
+                                    f"({path.parent.parent}) to retrain it") from None
         return net.eval()
 
     def ann_config_at_epoch(self, epoch: int) -> Dict[str, Any]:

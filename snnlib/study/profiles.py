@@ -12,11 +12,15 @@ every notebook receives) and a ``notebooks`` block (per-notebook extras, e.g. ``
 validated on load against :data:`KNOWN_PARAMS`; any problem raises one :class:`ProfileError` that
 names the profile, the key, the value found and what is allowed.
 
->>> prof = load_profile("smoke", {"T_bp": 4})
+>>> prof = load_profile("smoke", {"T_bp": 12})
 >>> prof["notebooks"]["02_discretization"]["T_list"]
-[4, 8]
+[6, 8]
 >>> prof["notebooks"]["03_leak"]["T_bp"]
-4
+12
+
+Beyond each parameter's own type and range, :func:`meaning_checks` refuses values that cannot mean anything for the
+study (timesteps too short for any spike to reach the output, more images than the data source holds, a PGD step far
+above the largest budget), and :func:`cost_units` is the rough cost model the runner scales its time estimate with.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ __all__ = [
     "notebook_params",
     "parameters_cell_source",
     "pipeline_checks",
+    "meaning_checks",
+    "data_problems",
+    "cost_units",
+    "training_cost_units",
     "resolve_notebook",
 ]
 
@@ -65,6 +73,12 @@ PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
 
 # Keys allowed at the top of one profile.
 _PROFILE_KEYS = ("description", "estimate_s", "common", "notebooks")
+
+#: Seeds are non-negative and below 2**63 (``snnlib.seeding.derive_seed`` and ``torch.Generator.manual_seed``).
+SEED_LIMIT = 2 ** 63
+
+#: ``pgd_alpha`` may be at most this many times the largest ``eps_list`` budget.
+PGD_ALPHA_MAX_RATIO = 2.0
 
 
 class ProfileError(ValueError):
@@ -222,9 +236,11 @@ _PARAM_LIST = [
        _int_check(1)),
     _p("batch_size", "int", "an integer >= 1", "mini-batch size (images)", _int_check(1)),
     _p("epochs_ann", "int", "an integer >= 0", "ANN training epochs", _int_check(0)),
-    _p("epochs_snn", "int", "an integer >= 0",
+    _p("epochs_snn", "int", "an integer >= 1 (with 0 epochs 'SNN-BP' would be the converted SNN with thresholds "
+       "scaled by threshold_scale_bp, not BPTT-trained: nothing to compare conversion with; its accuracy-matched "
+       "ANN also needs its validation accuracy)",
        "maximum SNN (surrogate-gradient BPTT) training epochs (fewer when the validation accuracy stops improving)",
-       _int_check(0)),
+       _int_check(1)),
     _p("patience", "int", "an integer >= 1",
        "SNN-BP early stopping: stop after this many epochs without a better validation accuracy, keeping the "
        "best epoch's weights", _int_check(1)),
@@ -248,37 +264,40 @@ _PARAM_LIST = [
     _p("ann_checkpoint_every", "int", "an integer >= 1",
        "keep the ANN's weights after every this many epochs (and the last) for the accuracy-matched ANN "
        "(VGG5: 39 MB each)", _int_check(1)),
-    _p("T_conv", "int", "an integer >= 1", "timesteps of the ANN-to-SNN converted network",
+    _p("T_conv", "int", "an integer >= 1, more than arch's spiking layers (vgg5: >= 6)",
+       "timesteps of the ANN-to-SNN converted network",
        _int_check(1)),
-    _p("T_bp", "int", "an integer >= 1", "timesteps of the BPTT-trained SNN", _int_check(1)),
+    _p("T_bp", "int", "an integer >= 1, more than arch's spiking layers (vgg5: >= 6)",
+       "timesteps of the BPTT-trained SNN", _int_check(1)),
     _p("leak_bp", "float", "a number in (0, 1]",
        "membrane leak factor lambda of the BPTT SNN; 1.0 means no leak (IF)",
        _float_check(0.0, 1.0, lo_open=True)),
     _p("threshold_scale_bp", "float", "a number > 0",
        "scale applied to the converted thresholds before BPTT fine-tuning (Rathi: 0.7)",
        _float_check(0.0, lo_open=True)),
-    _p("balance_T", "int", "an integer >= 1",
+    _p("balance_T", "int", "an integer >= 1, more than arch's spiking layers (vgg5: >= 6)",
        "timesteps used for threshold balancing during conversion", _int_check(1)),
     _p("balance_images", "int", "an integer >= 1",
        "training images used for threshold balancing", _int_check(1)),
-    _p("model_seeds", "list[int]", "a list of >= 2 distinct integers",
+    _p("model_seeds", "list[int]", "a list of >= 2 distinct integers in [0, 2**63)",
        "training seeds: [white-box target, black-box twin]",
-       _list_check(_int_check(), min_len=2, unique=True)),
-    _p("eval_seed", "int", "an integer", "seed of the evaluation's Poisson draws (scoring only)",
-       _int_check()),
-    _p("attack_seed", "int", "an integer",
+       _list_check(_int_check(0, SEED_LIMIT - 1), min_len=2, unique=True)),
+    _p("eval_seed", "int", "an integer in [0, 2**63)", "seed of the evaluation's Poisson draws (scoring only)",
+       _int_check(0, SEED_LIMIT - 1)),
+    _p("attack_seed", "int", "an integer in [0, 2**63)",
        "seed of the attacks' randomness (random starts, noise, the encoder and dropout while crafting)",
-       _int_check()),
+       _int_check(0, SEED_LIMIT - 1)),
     _p("eval_draws", "int", "an integer >= 1 (odd, so the majority vote has no ties)",
        "Poisson draws each image is scored over (mean correctness and majority vote)", _int_check(1)),
     _p("equivalence_margin", "number", "a number in (0, 100)",
        "margin (accuracy points) within which two models count as equivalent (TOST), fixed before the run",
        _number_check(0, 100, lo_open=True)),
-    _p("eps_list", "list[number]", "a non-empty list of numbers in [0, 255]",
+    _p("eps_list", "list[number]", "a non-empty list of numbers in (0, 255] (a budget of 0 is no attack: clean "
+       "accuracy is measured on its own)",
        "attack budgets epsilon, in 1/255 units of the [0,1] pixel range",
-       _list_check(_number_check(0, 255))),
+       _list_check(_number_check(0, 255, lo_open=True))),
     _p("pgd_steps", "int", "an integer >= 1", "PGD iterations", _int_check(1)),
-    _p("pgd_alpha", "number", "a number > 0", "PGD step size, in 1/255 units",
+    _p("pgd_alpha", "number", "a number > 0 and <= 2 x the largest eps_list budget", "PGD step size, in 1/255 units",
        _number_check(0, lo_open=True)),
     _p("device", "str", "one of 'cpu', 'cuda', 'auto'",
        "torch device (auto: cuda if available)", _choice_check("cpu", "cuda", "auto")),
@@ -286,12 +305,12 @@ _PARAM_LIST = [
     _p("snn_conv_images", "int|null", "an integer >= 1 or null",
        "attack images used by the cells where SNN-conv crafts or is scored, the leading part of the sample; "
        "null uses all of them", _optional(_int_check(1))),
-    _p("sample_seed", "int|null", "an integer or null",
+    _p("sample_seed", "int|null", "an integer in [0, 2**63) or null",
        "seed of the random order in which test images are attacked, a smaller sample being the start of a larger "
        "one; null keeps the first test images",
-       _optional(_int_check())),
+       _optional(_int_check(0, SEED_LIMIT - 1))),
     # ---- per-notebook extras -------------------------------------------------------------
-    _p("T_list", "list[int]", "a non-empty list of integers >= 1",
+    _p("T_list", "list[int]", "a non-empty list of integers >= 1, each more than arch's spiking layers (vgg5: >= 6)",
        "timesteps swept for the discretisation study", _list_check(_int_check(1)),
        ["02_discretization"]),
     _p("quant_bits", "list[int|null]", "a non-empty list of integers in 1..8 or null "
@@ -320,7 +339,7 @@ _PARAM_LIST = [
        ["06_gradient_masking"]),
     _p("large_eps", "list[number]", "a list of numbers in (0, 255]",
        "extra large budgets (in 1/255) for the does-accuracy-reach-zero check",
-       _list_check(_number_check(0, 255)), ["06_gradient_masking"]),
+       _list_check(_number_check(0, 255, lo_open=True)), ["06_gradient_masking"]),
 ]
 
 #: Schema of every settable parameter: name -> :class:`Param`.
@@ -351,7 +370,8 @@ def _show(v: Any) -> str:
     return f"{r} ({kind})"
 
 
-def _suggest(name: Any, choices: Sequence[str]) -> str:
+def did_you_mean(name: Any, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelt ``name``; "" when none is close."""
     if not isinstance(name, str):
         return ""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
@@ -377,7 +397,7 @@ def resolve_notebook(name: str, notebooks: Sequence[str] = NOTEBOOKS) -> str:
                 and int(nb.split("_", 1)[0]) == int(name)]
     if len(hits) == 1:
         return hits[0]
-    raise ValueError(f"unknown notebook {raw!r}{_suggest(name, notebooks)}; "
+    raise ValueError(f"unknown notebook {raw!r}{did_you_mean(name, notebooks)}; "
                      f"valid: {', '.join(notebooks)} (or without the number prefix)")
 
 
@@ -426,7 +446,7 @@ def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
         return
     for k in raw:
         if k not in _PROFILE_KEYS:
-            errors.append(f"{where}, key {k!r}: unknown key{_suggest(k, _PROFILE_KEYS)}; "
+            errors.append(f"{where}, key {k!r}: unknown key{did_you_mean(k, _PROFILE_KEYS)}; "
                           f"allowed: {', '.join(_PROFILE_KEYS)}")
     if "description" in raw and not isinstance(raw["description"], str):
         errors.append(f"{where}, key 'description': got {_show(raw['description'])}; "
@@ -438,7 +458,7 @@ def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
             for k, v in est.items():
                 if k != "default" and k not in NOTEBOOKS:
                     errors.append(f"{where}, key 'estimate_s.{k}': unknown notebook"
-                                  f"{_suggest(k, NOTEBOOKS)}; allowed: default, "
+                                  f"{did_you_mean(k, NOTEBOOKS)}; allowed: default, "
                                   + ", ".join(NOTEBOOKS))
                 elif not _is_number(v) or v < 0:
                     errors.append(f"{where}, key 'estimate_s.{k}': got {_show(v)}; "
@@ -466,7 +486,7 @@ def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
     for nb, block in nbs.items():
         if nb not in NOTEBOOKS:
             errors.append(f"{where}, key 'notebooks.{nb}': unknown notebook"
-                          f"{_suggest(nb, NOTEBOOKS)}; allowed: {', '.join(NOTEBOOKS)}")
+                          f"{did_you_mean(nb, NOTEBOOKS)}; allowed: {', '.join(NOTEBOOKS)}")
             continue
         block = block or {}
         if not isinstance(block, dict):
@@ -485,9 +505,7 @@ def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
                               f"{', '.join(miss)}")
     # cross-field checks, per notebook (after merge)
     if not errors:
-        for nb in NOTEBOOKS:
-            merged = _merge(raw, nb)
-            _cross_checks(where, nb, merged, errors)
+        _grouped_checks(where, {nb: _merge(raw, nb) for nb in NOTEBOOKS}, errors)
 
 
 def _check_param(where: str, key: str, name: Any, value: Any, errors: list[str],
@@ -500,7 +518,7 @@ def _check_param(where: str, key: str, name: Any, value: Any, errors: list[str],
         if spec is not None and spec.notebooks:
             hint = f" ({name!r} belongs to notebook(s) {', '.join(spec.notebooks)})"
         else:
-            hint = _suggest(name, list(KNOWN_PARAMS))
+            hint = did_you_mean(name, list(KNOWN_PARAMS))
         errors.append(f"{where}, key {key!r}: unknown parameter{hint}; allowed here: "
                       + ", ".join(allow))
         return None
@@ -511,15 +529,158 @@ def _check_param(where: str, key: str, name: Any, value: Any, errors: list[str],
         return None
 
 
-def _cross_checks(where: str, nb: str, p: Mapping[str, Any], errors: list[str]) -> None:
-    if p["attack_images"] > p["n_test"]:
-        errors.append(f"{where}, notebook {nb}: attack_images={p['attack_images']} exceeds "
-                      f"n_test={p['n_test']}; allowed: attack_images <= n_test (attacked "
-                      "images are taken from the evaluated test images)")
-    if "adaptive_images" in p and p["adaptive_images"] > p["attack_images"]:
-        errors.append(f"{where}, notebook {nb}: adaptive_images={p['adaptive_images']} exceeds "
-                      f"attack_images={p['attack_images']}; allowed: adaptive_images <= attack_images")
-    pipeline_checks(p, errors, f"{where}, notebook {nb}")
+def cross_checks(where: str, nb: str, p: Mapping[str, Any], errors: list[str]) -> None:
+    """Every check between parameters of one notebook (``p``: its validated parameters); each problem found is
+    appended to ``errors`` as a message that starts with ``where``."""
+    meaning_checks(p, errors, f"{where}, notebook {nb}")
+    if _has(p, "val_images", "n_train", "balance_images", "ann_warmup_epochs", "epochs_ann"):
+        pipeline_checks(p, errors, f"{where}, notebook {nb}")
+
+
+def _grouped_checks(where: str, nbs: Mapping[str, Mapping[str, Any]], errors: list[str]) -> None:
+    """:func:`cross_checks` of every notebook, one message per problem naming the notebooks it concerns (a
+    common parameter's problem is reported once, not once per notebook)."""
+    found: dict[str, list[str]] = {}
+    for nb, p in nbs.items():
+        errs: list[str] = []
+        cross_checks("\0", nb, p, errs)
+        for m in errs:
+            m = m.split(": ", 1)[1] if m.startswith("\0") else m
+            found.setdefault(m, []).append(nb)
+    for m, which in found.items():
+        scope = ("every notebook" if len(which) == len(NOTEBOOKS) else
+                 f"notebook{'s' if len(which) > 1 else ''} {', '.join(which)}")
+        errors.append(f"{where}, {scope}: {m}")
+
+
+def _has(p: Mapping[str, Any], *keys: str) -> bool:
+    return all(k in p and p[k] is not None for k in keys)
+
+
+def meaning_checks(p: Mapping[str, Any], errors: list[str], where: str) -> None:
+    """Refuse values that are valid one by one but cannot mean anything together (checks whose parameters are
+    absent from ``p`` are skipped):
+
+    * ``attack_images <= n_test`` and ``adaptive_images <= attack_images``;
+    * every timestep count (``T_conv``, ``T_bp``, ``balance_T``, each ``T_list`` entry) exceeds the number of spiking
+      layers of ``arch`` (:func:`snnlib.models.spiking_layers`): with the released code's one-step-per-layer delay
+      no spike reaches the output before then, so the logits are identically zero;
+    * ``pgd_alpha <= 2 x max(eps_list)`` (a larger step jumps to the corners of the budget at every step);
+    * ``n_train`` / ``n_test`` within the images the data source holds (the shipped subset's sizes for
+      ``data_source: subset``, the full set's for ``torchvision`` and ``auto``; which one ``auto`` uses is only known
+      once the data folder is looked at: :func:`data_problems`).
+    """
+    if _has(p, "attack_images", "n_test") and p["attack_images"] > p["n_test"]:
+        errors.append(f"{where}: attack_images={p['attack_images']} exceeds n_test={p['n_test']}; allowed: "
+                      "attack_images <= n_test (attacked images are taken from the evaluated test images)")
+    if _has(p, "adaptive_images", "attack_images") and p["adaptive_images"] > p["attack_images"]:
+        errors.append(f"{where}: adaptive_images={p['adaptive_images']} exceeds attack_images="
+                      f"{p['attack_images']}; allowed: adaptive_images <= attack_images (the adaptive attacks use "
+                      "the first of the attack images)")
+    if _has(p, "arch"):
+        from ..models import spiking_layers
+        try:
+            d = spiking_layers(p["arch"])
+        except ValueError:
+            d = None
+        if d is not None:
+            why = (f"{p['arch']} has {d} spiking layers and, with the released code's one-step-per-layer delay, no "
+                   f"spike reaches the output before step {d + 1}: the output is identically zero for T <= {d}")
+            for k in ("T_conv", "T_bp", "balance_T"):
+                if _has(p, k) and p[k] <= d:
+                    errors.append(f"{where}: {k}={p[k]} is too short: {why}; allowed: {k} >= {d + 1} for "
+                                  f"{p['arch']}")
+            if _has(p, "T_list"):
+                short = [t for t in p["T_list"] if t <= d]
+                if short:
+                    errors.append(f"{where}: T_list={list(p['T_list'])} has {short} <= {d}: {why}; allowed: every "
+                                  f"T_list entry >= {d + 1} for {p['arch']}")
+    if _has(p, "pgd_alpha", "eps_list") and p["eps_list"]:
+        top = max(p["eps_list"])
+        if p["pgd_alpha"] > PGD_ALPHA_MAX_RATIO * top:
+            errors.append(f"{where}: pgd_alpha={p['pgd_alpha']} (/255) is more than {PGD_ALPHA_MAX_RATIO:g} x the "
+                          f"largest budget of eps_list={list(p['eps_list'])}: every PGD step would jump to a corner "
+                          f"of the budget; allowed: pgd_alpha <= {PGD_ALPHA_MAX_RATIO * top:g}")
+    if _has(p, "dataset", "data_source"):
+        for key, split in (("n_train", "train"), ("n_test", "test")):
+            if not _has(p, key):
+                continue
+            limit, what = _image_limit(p["dataset"], p["data_source"], split)
+            if limit is not None and p[key] > limit:
+                errors.append(f"{where}: {key}={p[key]} exceeds the {limit} {split} images of {what}; allowed: "
+                              f"{key} <= {limit}{_more_images_hint(p['dataset'], p['data_source'], split)}")
+
+
+def _image_limit(dataset: str, source: str, split: str) -> tuple[int | None, str]:
+    """(images available, what holds them) for a data source; (None, "") when unknown (missing subset files: the
+    loader reports that)."""
+    from .. import data as D
+    spec = D._SPECS.get(dataset)
+    if spec is None:
+        return None, ""
+    if source == "subset":
+        try:
+            return D.subset_size(dataset, split), f"the shipped {spec['title']} subset"
+        except D.DataError:
+            return None, ""
+    return spec["total"][split], f"the full {spec['title']} {split} set"
+
+
+def _more_images_hint(dataset: str, source: str, split: str) -> str:
+    from .. import data as D
+    spec = D._SPECS.get(dataset)
+    if spec is None or source != "subset":
+        return ""
+    return (f" (for up to {spec['total'][split]} put the official '{spec['folder']}' folder in data_dir and use "
+            "data_source: torchvision)")
+
+
+def data_problems(p: Mapping[str, Any], base: str | os.PathLike | None = None) -> list[str]:
+    """What locating the data reveals about ``p`` (dataset, data_source, data_dir, n_train, n_test), as messages.
+
+    ``data_dir`` (relative paths resolved against ``base``, default the current folder) must be an existing folder
+    when given; ``data_source: torchvision`` needs the official files there; ``auto`` uses them when present and
+    the shipped subset otherwise, whose size then bounds ``n_train`` and ``n_test``.  Looks at file names only.
+    """
+    from .. import data as D
+    out: list[str] = []
+    if not _has(p, "dataset", "data_source") or p["dataset"] not in D._SPECS:
+        return out
+    spec = D._SPECS[p["dataset"]]
+    raw = p.get("data_dir")
+    if raw is not None:
+        folder = Path(raw).expanduser()
+        if base is not None and not folder.is_absolute():
+            folder = Path(base) / folder
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            out.append(f"data_dir {raw!r} ({os.path.abspath(folder)}) {what}; give the folder that holds "
+                       f"'{spec['folder']}' (relative paths are relative to the current folder), or data_dir=null for "
+                       f"the default ({D.ENV_VAR} or {D.DEFAULT_DATA_DIR})")
+            return out
+    else:
+        folder = D.resolve_data_dir(None)
+    source = p["data_source"]
+    if source == "subset":
+        return out
+    full = D.full_copy_available(p["dataset"], folder)
+    if source == "torchvision" and not full:
+        out.append(f"data_source 'torchvision' needs the official '{spec['folder']}' folder in {folder}, and it is "
+                   f"not there (or incomplete); put it there (--data-dir DIR / -p data_dir=DIR), or use -p "
+                   f"data_source=subset for the shipped subset")
+    if source == "auto" and not full:
+        for key, split in (("n_train", "train"), ("n_test", "test")):
+            if not _has(p, key):
+                continue
+            try:
+                limit = D.subset_size(p["dataset"], split)
+            except D.DataError:
+                continue
+            if p[key] > limit:
+                out.append(f"{key}={p[key]} exceeds the {limit} {split} images of the shipped {spec['title']} "
+                           f"subset, which data_source 'auto' uses because no full copy ('{spec['folder']}') is in "
+                           f"{folder}; allowed: {key} <= {limit}, or put the official files there (--data-dir DIR)")
+    return out
 
 
 def pipeline_checks(p: Mapping[str, Any], errors: list[str], where: str) -> None:
@@ -534,6 +695,78 @@ def pipeline_checks(p: Mapping[str, Any], errors: list[str], where: str) -> None
     if p["ann_warmup_epochs"] and p["ann_warmup_epochs"] >= p["epochs_ann"]:
         errors.append(f"{where}: ann_warmup_epochs={p['ann_warmup_epochs']} leaves no epoch after the warm-up "
                       f"of epochs_ann={p['epochs_ann']}; allowed: ann_warmup_epochs < epochs_ann (or 0)")
+
+
+# --------------------------------------------------------------------------------------------
+# Rough cost model (scales the runner's time estimates)
+# --------------------------------------------------------------------------------------------
+
+
+def training_cost_units(p: Mapping[str, Any]) -> float:
+    """Rough cost of training the models of both seeds (see :func:`cost_units` for the unit): the ANN's epochs,
+    threshold balancing (each spiking layer on its own pass) and SNN-BP's epochs at ``T_bp``."""
+    from ..models import spiking_layers
+    n_val = float(p["val_images"])
+    n_fit = max(float(p["n_train"]) - n_val, 1.0)
+    per_epoch = 3.0 * n_fit + n_val                      # forward + backward on the fit images, forward on val
+    try:
+        layers = spiking_layers(p["arch"])
+    except (KeyError, ValueError):
+        layers = 5
+    ann = p["epochs_ann"] * per_epoch
+    balance = float(p["balance_images"]) * p["balance_T"] * layers
+    bp = p["epochs_snn"] * per_epoch * p["T_bp"]
+    return 2.0 * (ann + balance + bp)
+
+
+def cost_units(nb: str, p: Mapping[str, Any]) -> float:
+    """A rough cost of notebook ``nb`` under parameters ``p``, in units of one image through the network for one
+    timestep (an ANN forward pass is 1, an SNN's at T timesteps T, a backward pass twice its forward).
+
+    Only ratios are used: the runner multiplies a notebook's estimate (measured or the profile's) by
+    ``cost_units(nb, now) / cost_units(nb, then)``.  It counts the work that grows with the parameters (images,
+    timesteps, epochs, attack steps, EOT samples, restarts, sweeps) and ignores everything else (start-up,
+    caching, data loading, batch-size effects), so it is only good for telling a run far larger than the profile's
+    from a normal one.  Training is counted in ``01_models`` (later notebooks load the cached models).
+    """
+    if nb == "07_summary":
+        return 1.0
+    D, S = float(p["eval_draws"]), float(p["pgd_steps"])
+    E = float(len(p["eps_list"]))
+    A = float(p["attack_images"])
+    Ac = min(A, float(p["snn_conv_images"])) if p.get("snn_conv_images") is not None else A
+    Tb, Tc = float(p["T_bp"]), float(p["T_conv"])
+    kinds = ((1.0, A), (Tb, A), (Tc, Ac))                 # (cost of one forward, images) of ANN, SNN-BP, SNN-conv
+    targets = 2.0 if p.get("target_seeds") == "both" else 1.0
+
+    def row(f: float, n: float) -> float:                 # clean, FGSM and PGD white-box, PGD from the twin ANN
+        return n * (4 * D * f + 3 * f + 3 * S * f + 3 * S)
+
+    if nb == "01_models":
+        n = float(p["n_test"])
+        return training_cost_units(p) + 2 * n * D * (1 + Tb + Tc) + 7.75 * n * Tc
+    if nb == "02_discretization":
+        bits = float(len([b for b in p["quant_bits"] if b is not None]))
+        return (sum(row(float(T), A) for T in set(p["T_list"]) | {p["T_bp"]})
+                + sum(row(float(T), Ac) for T in set(p["T_list"]) | {p["T_conv"]})
+                + bits * (row(Tb, A) + row(Tc, Ac)))
+    if nb == "03_leak":
+        L = float(len(p["leak_list"]))
+        return L * row(Tb, A) + 3 * S * A + 2 * A * (1 + Tc + L * Tb)
+    if nb == "04_training_method":
+        return targets * 2 * E * sum(n * f * (3 + 3 * S + 2 * D) for f, n in kinds)
+    if nb == "05_attack_source":
+        return targets * 2 * sum(n * f * (3 + 3 * S + 6 * D) for f, n in kinds)
+    if nb == "06_gradient_masking":
+        n = float(p["adaptive_images"])
+        L, R, eot = float(p["long_pgd_steps"]), float(p["restarts"]), float(p["eot_samples"])
+        extra = E + float(len(p["large_eps"]))
+        surr = float(len(p["surrogates"]))
+        ann = n * 3 * (1 + 2 * S + L * R) + 5 * n * D
+        snn = sum(n * 3 * f * (1 + S + eot * S + 4 * L * R + (surr - 1) * S + extra * S) + n * 3 * S * (f + 1)
+                  + n * D * f * (8 + surr + extra) for f in (Tb, Tc))
+        return ann + snn
+    return 1.0
 
 
 def _merge(raw: Mapping[str, Any], nb: str) -> dict[str, Any]:
@@ -581,7 +814,7 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None,
     """
     profiles = load_profiles_file(path)
     if name not in profiles:
-        raise ProfileError(f"unknown profile {name!r}{_suggest(name, list(profiles))}; "
+        raise ProfileError(f"unknown profile {name!r}{did_you_mean(name, list(profiles))}; "
                            f"available: {', '.join(profiles)}")
     raw = profiles[name]
     ov = validate_overrides(overrides, profile=name)
@@ -593,8 +826,7 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None,
                 merged[k] = copy.deepcopy(v)
         nbs[nb] = merged
     errors: list[str] = []
-    for nb, merged in nbs.items():
-        _cross_checks(f"profile {name!r} (with overrides)", nb, merged, errors)
+    _grouped_checks(f"profile {name!r} (with overrides)", nbs, errors)
     if errors:
         raise ProfileError(errors[0] if len(errors) == 1 else "\n  ".join(["", *errors]))
     common = {k: KNOWN_PARAMS[k].validate(copy.deepcopy(raw["common"][k]))

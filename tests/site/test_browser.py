@@ -1,12 +1,12 @@
 """The built book opened in a real headless browser, page by page, as a reader would see it.
 
-Builds the book from the committed executed notebooks (a copy of book/ in a temp folder; no notebook is executed)
-and opens every page of the table of contents in Debian's headless Chromium (``--dump-dom``: the DOM after the
-page's scripts ran; ``--screenshot`` of the summary).  Checks that every page loads, every image exists and is not
-empty, no page shows an error output, a traceback, progress-bar residue, stderr or warning spam, a raw Markdown
-pipe table, an emoji (an empty box where the reader has no emoji font), papermill's injected ``# Parameters`` cell
-or an object repr such as ``PosixPath(...)``; every internal link (and its #anchor) resolves; and the search page
-finds a chapter.
+Builds the book from the committed executed notebooks (the ``site`` fixture of tests/site/conftest.py: copies of
+book/ and results/ in a temp folder; no notebook is executed) and opens every page of the table of contents in
+Debian's headless Chromium (``--dump-dom``: the DOM after the page's scripts ran; ``--screenshot`` of the summary).
+Checks that every page loads, every image exists and is not empty, no page shows an error output, a traceback,
+progress-bar residue, stderr or warning spam, a raw Markdown pipe table, an emoji (an empty box where the reader has
+no emoji font), papermill's injected ``# Parameters`` cell or an object repr such as ``PosixPath(...)``; every
+internal link (and its #anchor) resolves; and the search page finds a chapter.
 
 Skipped, saying why, where Chromium is not installed (``apt-get install chromium``; ``.ci/run`` installs it where
 apt-get exists).  ``SNNLIB_SITE_HTML=DIR`` checks an already built site (``DIR`` = ``.../_build/html``) instead.
@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -52,26 +51,6 @@ def chromium():
         pytest.skip("no Chromium browser: install Debian's package (apt-get install -y chromium); .ci/run does so "
                     "where apt-get is available")
     return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The built site's html folder: SNNLIB_SITE_HTML, or a fresh build of a copy of book/."""
-    given = os.environ.get("SNNLIB_SITE_HTML")
-    if given:
-        html = Path(given).resolve()
-        assert (html / "index.html").is_file(), f"SNNLIB_SITE_HTML={given} has no index.html"
-        return html
-    tmp = tmp_path_factory.mktemp("site")
-    book = tmp / "book"
-    shutil.copytree(BOOK, book, symlinks=False, ignore=shutil.ignore_patterns("_build", ".*"))
-    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
-    if jb is None:
-        pytest.skip("jupyter-book is not installed (pip install -r requirements.txt)")
-    proc = subprocess.run([jb, "build", str(book)], cwd=tmp, capture_output=True, text=True, timeout=15 * 60)
-    html = book / "_build" / "html"
-    assert proc.returncode == 0 and (html / "index.html").is_file(), (proc.stdout + proc.stderr)[-4000:]
-    return html
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +239,43 @@ def test_summary_screenshot(chromium, site, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, Path(keep) / out.name)
+
+
+def test_math_renders_offline_and_every_script_is_served_with_the_site(browse, site, pages):
+    """MathJax comes with the site (book/_mathjax), not from a CDN: the reader's browser typesets the formulas
+    without network access (the intro's rate code, $s_t = ...$, becomes MathJax's output), and no page loads a
+    script from outside the site."""
+    soup = browse("intro.html")
+    assert soup.find("mjx-container"), "intro.html: no formula was typeset (MathJax did not run)"
+    assert (site / "mathjax" / "tex-mml-chtml.js").is_file()
+    remote = []
+    for name in pages:
+        f = _page_file(name)
+        for tag in browse(f).find_all("script", src=True):
+            if urlsplit(tag["src"]).scheme in ("http", "https") or tag["src"].startswith("//"):
+                remote.append(f"{f}: {tag['src']}")
+    assert not remote, "scripts loaded from outside the site:\n" + "\n".join(remote)
+
+
+def test_interactive_figures_render_from_the_sites_own_plotly(browse, site, pages):
+    """Every Plotly figure (chapters 4 and 5) is drawn by the browser (an svg inside its div) with the library the
+    site serves, and the pages whose executed notebook made one show it."""
+    import json
+
+    drawn = []
+    for name in pages:
+        f = _page_file(name)
+        soup = browse(f)
+        divs = soup.select("div.plotly-graph-div")
+        src = BOOK / Path(name).with_suffix(".ipynb")
+        made = src.is_file() and "plotly-graph-div" in json.dumps(
+            [c.get("outputs", []) for c in json.loads(src.read_text())["cells"]])
+        assert bool(divs) == made, f"{f}: the notebook made {'a' if made else 'no'} Plotly figure, the page shows " \
+                                   f"{len(divs)}"
+        for div in divs:
+            assert div.select_one("svg.main-svg"), f"{f}: Plotly figure {div.get('id')} was not drawn"
+            drawn.append(f)
+        if divs:
+            assert any(s["src"].endswith("_static/plotly.min.js") for s in soup.find_all("script", src=True)), f
+    if drawn:
+        assert (site / "_static" / "plotly.min.js").stat().st_size > 1_000_000

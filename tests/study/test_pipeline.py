@@ -17,7 +17,7 @@ from snnlib.study.pipeline import (PIPELINE_KEYS, ModelSet, accuracy_matched_ann
 from snnlib.study.profiles import ProfileError, load_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import tiny_arch  # noqa: E402
+from tiny_models import tiny_arch  # noqa: E402
 
 TINY = "tiny_pipeline"
 

@@ -106,11 +106,11 @@ def test_no_command_and_help(capsys):
 
 def test_dry_run_plan(capsys, tmp_path, book):
     assert main(_args(tmp_path, book, "--dry-run", "--profile", "laptop",
-                      "-p", "T_list=[4,8]", "-p", "T_bp=4")) == 0
+                      "-p", "T_list=[8,24]", "-p", "T_bp=16")) == 0
     out = capsys.readouterr().out
     for stem in NOTEBOOKS:
         assert stem in out
-    assert "T_list=[4, 8]" in out and "*T_bp" in out
+    assert "T_list=[8, 24]" in out and "*T_bp" in out     # overridden with the profile's own values
     from snnlib.study.profiles import load_profile
     from snnlib.study.cli import _fmt_s as fmt  # the runner's own duration formatting
     est = load_profile("laptop")["estimate_s"]
@@ -154,7 +154,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 def test_run_writes_to_the_profiles_folder_then_resume(capsys, tmp_path, book):
     before = _digests(book)
-    argv = _args(tmp_path, book, "--only", "01_models,02", "-p", "T_bp=5")
+    argv = _args(tmp_path, book, "--only", "01_models,02", "-p", "T_bp=7")
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "[1/2] 01_models: ok in" in out and "[2/2] 02_discretization: ok in" in out
@@ -162,9 +162,9 @@ def test_run_writes_to_the_profiles_folder_then_resume(capsys, tmp_path, book):
     run_book = tmp_path / "runs" / "smoke" / "book"                  # next to the book folder
     res = tmp_path / "res"
     data = json.loads((res / "02_discretization.json").read_text())
-    assert data["T_bp"] == 5 and data["parameters"]["profile"] == "smoke"
+    assert data["T_bp"] == 7 and data["parameters"]["profile"] == "smoke"
     inj = _injected(run_book / "02_discretization.ipynb")
-    assert len(inj) == 1 and "T_bp = 5" in inj[0] and "T_list = [6, 8]" in inj[0]
+    assert len(inj) == 1 and "T_bp = 7" in inj[0] and "T_list = [6, 8]" in inj[0]
     assert f"results_dir = \"{res}\"" in inj[0] or f"results_dir = '{res}'" in inj[0]
     meta = nbformat.read(str(run_book / "01_models.ipynb"), as_version=4).metadata["papermill"]
     assert ".running" not in meta["output_path"]
@@ -172,7 +172,7 @@ def test_run_writes_to_the_profiles_folder_then_resume(capsys, tmp_path, book):
     assert _digests(book) == before                                      # the sources are untouched
     log = json.loads((res / study.LOG_NAME).read_text())
     assert log["notebooks"]["01_models"]["status"] == "ok"
-    assert log["notebooks"]["01_models"]["parameters"]["T_bp"] == 5
+    assert log["notebooks"]["01_models"]["parameters"]["T_bp"] == 7
 
     # --resume with the same parameters skips both; a changed parameter reruns
     mtime = (run_book / "01_models.ipynb").stat().st_mtime_ns

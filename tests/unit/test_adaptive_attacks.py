@@ -22,7 +22,7 @@ from snnlib.robustness.masking import zero_gradients
 from snnlib.train import train_ann
 
 EPS = 8 / 255
-from conftest import tiny_arch as use_tiny_arch  # noqa: E402
+from tiny_models import tiny_arch as use_tiny_arch  # noqa: E402
 
 TINY = "tiny_adaptive_test"
 

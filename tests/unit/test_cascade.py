@@ -20,7 +20,7 @@ from snnlib.robustness.prediction import predict, predict_draws
 from snnlib.robustness.worst_case import evaluate_worst_case
 from snnlib.seeding import ATTACK_NOISE, derive_seed
 
-from conftest import tiny_arch as use_tiny_arch  # noqa: E402
+from tiny_models import tiny_arch as use_tiny_arch  # noqa: E402
 
 TINY = "tiny_cascade_test"
 EPS = 8 / 255

@@ -11,7 +11,7 @@ from snnlib.robustness.masking import (Check, accuracy_of, badge, black_box_stro
                             non_monotone_in_eps, randomness, run_checks, single_step_stronger, zero_gradients)
 from snnlib.stats import accuracy_from_counts as acc
 
-from conftest import tiny_arch as use_tiny_arch  # noqa: E402
+from tiny_models import tiny_arch as use_tiny_arch  # noqa: E402
 
 TINY = "tiny_masking_test"
 

@@ -1,5 +1,6 @@
 import hashlib
 import math
+import re
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from snnlib.data import batches, load, to_float
 from snnlib.models import SpikingVGG, build_ann
-from snnlib.train import CheckpointMismatch, TrainConfig, fit, load_checkpoint, train_ann, train_snn
+from snnlib.train import CheckpointMismatch, CorruptCheckpoint, TrainConfig, fit, load_checkpoint, train_ann, train_snn
 
 
 
@@ -368,3 +369,29 @@ def test_on_epoch_end_sees_every_epoch_after_validation():
 def test_bad_validation_arguments(kw, exc, word):
     with pytest.raises(exc, match=word):
         fit(_linear(), _data(), 1, progress=False, **kw)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign"])
+def test_damaged_checkpoint_is_never_resumed(tiny, tmp_path, damage):
+    """A checkpoint cut short (full disk, kill mid-copy), overwritten or not a checkpoint is set aside with a warning
+    naming it, and training starts again: the result equals an uninterrupted run, never garbage weights."""
+    straight = build_ann("vgg5", seed=0)
+    h_straight = train_ann(straight, tiny, 2, batch_size=32, progress=False, checkpoint=tmp_path / "a.pt")
+
+    ck = tmp_path / "b.pt"
+    train_ann(build_ann("vgg5", seed=0), tiny, 2, batch_size=32, progress=False, checkpoint=ck, stop_after=1)
+    raw = ck.read_bytes()
+    if damage == "truncate":
+        ck.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        ck.write_bytes(b"\0" * 1000)
+    else:
+        torch.save({"weights": torch.zeros(3)}, ck)
+    with pytest.raises(CorruptCheckpoint, match=re.escape(str(ck))):
+        load_checkpoint(ck)
+    again = build_ann("vgg5", seed=0)
+    with pytest.warns(UserWarning, match="starts from epoch 1"):
+        h = train_ann(again, tiny, 2, batch_size=32, progress=False, checkpoint=ck)
+    assert h["loss"] == h_straight["loss"] and _state_equal(again.state_dict(), straight.state_dict())
+    assert (tmp_path / "b.pt.corrupt").is_file()
+    assert _state_equal(load_checkpoint(ck)["model"], straight.state_dict())     # a good checkpoint replaced it
