@@ -9,6 +9,7 @@ library itself is not embedded in the output (4.8 MB per figure): the book's ``i
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from typing import Mapping, Optional, Sequence, Tuple
 
 from .formatting import accuracy_fractions
@@ -54,9 +55,12 @@ class InteractiveFigure:
 
 
 def _layout(fig, title: str, note: Optional[str], xlabel: str, ylabel: str, height: int = 420):
-    title_text = title + (f"<br><sup>{note}</sup>" if note else "")
+    """Title with the scale note under it (Plotly does not wrap text: the note is cut into lines here)."""
+    lines = textwrap.wrap(note, 120) if note else []
+    title_text = title + "".join(f"<br><sup>{line}</sup>" for line in lines)
+    top = 60 + 16 * len(lines)
     fig.update_layout(title=dict(text=title_text, font=dict(size=14)), xaxis_title=xlabel, yaxis_title=ylabel,
-                      height=height, template="plotly_white", margin=dict(l=70, r=30, t=90, b=60),
+                      height=height + top - 60, template="plotly_white", margin=dict(l=70, r=30, t=top + 20, b=60),
                       legend=dict(font=dict(size=11)), hoverlabel=dict(font_size=12))
 
 

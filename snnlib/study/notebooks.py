@@ -8,6 +8,9 @@ from typing import Any
 
 from ..files import atomic_write_bytes
 
+#: command-line arguments of every notebook kernel the runner starts (ipykernel's log at ERROR level)
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+
 __all__ = ["NotebookFailed", "execute_notebook", "relative_path", "hide_injected_parameters",
            "hide_injected_parameters_in", "INJECTED_TAG", "HIDE_TAG"]
 
@@ -104,6 +107,9 @@ def execute_notebook(in_path: str | os.PathLike, out_path: str | os.PathLike,
         pm.execute_notebook(
             str(in_path), str(tmp), parameters=parameters, kernel_name=kernel,
             cwd=str(root), progress_bar=False, log_output=log_output,
+            # the kernel's own start-up notices (ipykernel 7 warns on every start that its local TCP transport is
+            # not encrypted) are nothing a user can act on; errors still show
+            extra_arguments=list(KERNEL_ARGUMENTS),
         )
     except PapermillExecutionError as e:
         index = _input_cell_index(tmp, e.cell_index)

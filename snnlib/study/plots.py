@@ -199,23 +199,21 @@ def transfer_heatmap(results: AttackSourceResults, attack: str, note: Optional[s
 
 
 def attack_bars(report: MaskingReport, note: Optional[str] = None):
-    """Accuracy of one target under each attack of chapter 6, the per-image worst case last (red)."""
-    names = [n.replace(" (paper)", "\n(paper)") for n in report.per_attack] + ["worst case"]
+    """Accuracy of one target under each attack of chapter 6, one horizontal bar per attack (labels read left to
+    right at full size), the per-image worst case last (red)."""
+    names = list(report.per_attack) + ["worst case (per image)"]
     accs = list(report.per_attack.values()) + [report.worst_case]
     vals = [percent_with_errors(a) for a in accs]
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names)), 4.2))
-    ax.bar(range(len(names)), [v[0] for v in vals], yerr=[[v[1] for v in vals], [v[2] for v in vals]], capsize=3,
-           color=["C0"] * (len(names) - 1) + ["C3"])
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"{report.kind}: accuracy under each attack (eps {report.eps_255:g}/255)   {report.badge}",
-                 fontsize=10)
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=6, color="0.35", wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
-    return fig
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.36 * len(names)))
+    ys = np.arange(len(names))[::-1]                       # the first attack on top
+    ax.barh(ys, [v[0] for v in vals], xerr=[[v[1] for v in vals], [v[2] for v in vals]], capsize=3,
+            color=["C0"] * (len(names) - 1) + ["C3"], height=0.7)
+    ax.set_yticks(ys, names, fontsize=9)
+    ax.set_xlabel("accuracy (%)")
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    return _finish(fig, ax, f"{report.kind}: accuracy under each attack (eps {report.eps_255:g}/255)\n"
+                            f"{report.badge}", note)
 
 
 def eps_lines(results: GradientMaskingResults, note: Optional[str] = None):

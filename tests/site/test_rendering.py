@@ -132,3 +132,18 @@ def test_the_book_cites_papers_not_files_outside_the_repository():
     found = [p.name for p in sorted(book.glob("*")) if p.suffix in (".md", ".ipynb", ".bib")
              and "reference/" in p.read_text(errors="replace")]
     assert not found, f"pages citing reference/...: {found}"
+
+
+def test_the_runner_kernels_print_no_transport_notice(tmp_path, capfd):
+    """A notebook executed by the runner leaves the terminal clean: ipykernel's start-up notice about its TCP
+    transport (printed by the kernel process, on every start) is silenced at the source; the notebook still runs."""
+    src = tmp_path / "in.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")]
+    nbformat.write(nb, str(src))
+    out = tmp_path / "out.ipynb"
+    notebooks.execute_notebook(src, out, {}, cwd=tmp_path, failed_copy=tmp_path / "failed.ipynb")
+    assert "42" in nbformat.read(str(out), as_version=4).cells[0].outputs[0]["text"]
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out and "WARNING" not in captured.err

@@ -145,7 +145,9 @@ def test_chapter_figures_draw_from_records():
     report = res["06_gradient_masking"].worst_case["SNN-BP"]
     fig = plots.attack_bars(report, "note")
     assert len(fig.axes[0].patches) == len(report.per_attack) + 1
-    assert fig.axes[0].patches[-1].get_height() == pytest.approx(100 * 2 / 24)   # the worst case, last
+    assert fig.axes[0].patches[-1].get_width() == pytest.approx(100 * 2 / 24)   # the worst case, last (bottom)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "worst case (per image)" in labels and all(t.get_rotation() == 0 for t in fig.axes[0].get_yticklabels())
     fig = plots.eps_lines(res["06_gradient_masking"])
     plots.perturbation_lines({k: v for k, v in res["03_leak"].perturbation.items()}, "t")
     plt.close("all")
