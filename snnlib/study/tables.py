@@ -20,7 +20,7 @@ from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, L
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
            "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "verdict_rules_table",
-           "scale_text",
+           "scale_text", "sweep_sentence",
            "provenance_table", "models_glue",
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
@@ -183,17 +183,35 @@ def models_glue(results: ModelsResults, seed: int, n_test: int) -> Dict[str, Any
 
 
 # ------------------------------------------------------------------------------------------------- chapters 2-3
-def discretization_glue(results: DiscretizationResults) -> Dict[str, Any]:
-    """eps and bp_T_trend (SNN-BP white-box PGD from the smallest to the largest T)."""
+def sweep_sentence(rows, x: str, entry: str, num_classes: int = 10, **filters) -> str:
+    """"13.0% [...] at 8 → 20.0% [...] at 24": ``entry`` from the smallest to the largest ``x`` of a sweep, each end
+    point whose clean accuracy is not above chance (one-sided exact binomial test, chance = 1 / ``num_classes``)
+    marked as such: a model that does not classify says nothing about robustness."""
+    from ..stats import above_chance
     from .claims import trend
+    t = trend(series(rows, x, entry, **filters))
+    if t["first"] is None:
+        return t["text"]
+    clean = dict(series(rows, x, "clean", **filters))
+    parts = []
+    for level, acc in (t["first"], t["last"]):
+        c = clean.get(level)
+        dead = c is not None and not above_chance(int(c.correct), int(c.total), 1.0 / num_classes).above
+        parts.append(f"{format_accuracy(acc)} at {level:g}" +
+                     (f" (clean accuracy {format_accuracy(c)}: at chance level, not evidence)" if dead else ""))
+    return " → ".join(parts)
+
+
+def discretization_glue(results: DiscretizationResults, num_classes: int = 10) -> Dict[str, Any]:
+    """eps and bp_T_trend (SNN-BP white-box PGD from the smallest to the largest T; chance-level points marked)."""
     return {"eps": f"{results.eps_255:g}/255",
-            "bp_T_trend": trend(series(results.rows, "T", "pgd_wb", kind="SNN-BP", sweep="T"))["text"]}
+            "bp_T_trend": sweep_sentence(results.rows, "T", "pgd_wb", num_classes, kind="SNN-BP", sweep="T")}
 
 
-def leak_glue(results: LeakResults) -> Dict[str, Any]:
-    """eps and leak_trend (SNN-BP white-box PGD from the strongest leak to IF)."""
-    from .claims import trend
-    return {"eps": f"{results.eps_255:g}/255", "leak_trend": trend(series(results.rows, "leak", "pgd_wb"))["text"]}
+def leak_glue(results: LeakResults, num_classes: int = 10) -> Dict[str, Any]:
+    """eps and leak_trend (SNN-BP white-box PGD from the strongest leak to IF; chance-level points marked)."""
+    return {"eps": f"{results.eps_255:g}/255",
+            "leak_trend": sweep_sentence(results.rows, "leak", "pgd_wb", num_classes)}
 
 
 def perturbation_table(results: LeakResults) -> Table:

@@ -165,3 +165,20 @@ def test_transfer_heatmap_needs_every_cell():
     assert img.shape == (2, 3) and img[1, 2] == pytest.approx(12.0)
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_headline_sweep_sentences_mark_chance_level_points():
+    """A sweep's end point whose model does not classify (clean accuracy not above 1/classes) is called so in the
+    sentence the chapter prints; a working model's point is not."""
+    import dataclasses
+    from study_factories import discretization_row
+    dead = dataclasses.replace(discretization_row(T=8, pgd_wb=acc(10)), clean=acc(11))
+    alive = discretization_row(T=32, pgd_wb=acc(20))
+    res = R.DiscretizationResults(rows=[alive, dead], eps_255=8.0)
+    text = tables.discretization_glue(res)["bp_T_trend"]
+    first, last = text.split(" → ")
+    assert first.startswith("10.0%") and first.endswith("at 8 (clean accuracy 11.0% [5.6, 18.8]: at chance level, "
+                                                          "not evidence)")
+    assert last.startswith("20.0%") and last.endswith("at 32")
+    # at 100 classes the same 11 % is well above chance
+    assert "chance" not in tables.discretization_glue(res, num_classes=100)["bp_T_trend"]
