@@ -6,6 +6,9 @@ Three implementations of one network (same weights, same spike input, same thres
   channels-last convolutions, fused multi-step LIF layers (``snnlib.neurons.lif_multistep``);
 * **snnTorch** — the idiom of its tutorials: a Python loop over time that runs every layer for one step, with
   ``snntorch.Leaky(beta=leak, threshold=th)`` neurons (see ``SnnTorchVGG5`` for the reset);
+* **plain PyTorch** — what a PyTorch user would write without an SNN library (``PlainTorchVGG5``): time folded
+  into the batch for the convolutions, pooling and linear layers, a Python loop over time for each LIF layer, and
+  autograd through a ``torch.autograd.Function`` spike with the surrogate; no custom kernels, no compilation;
 * **SpikingJelly** — the multi-step mode (``step_mode="m"``) of ``spikingjelly.activation_based``: the stateless
   layers fold time into the batch, ``neuron.LIFNode(tau=1/(1-leak), decay_input=False, v_reset=None,
   detach_reset=True, backend="torch")``: with ``decay_input=False`` the membrane keeps 1 - 1/tau = leak of itself
@@ -44,10 +47,12 @@ from torch import Tensor, nn
 
 from ..models import SpikingVGG, VGG, build_ann
 
-__all__ = ["SYSTEMS", "CompareUnavailable", "require_packages", "package_versions", "VGG5_THRESHOLDS",
+__all__ = ["SYSTEMS", "PEERS", "PlainTorchVGG5", "CompareUnavailable", "require_packages", "package_versions", "VGG5_THRESHOLDS",
            "build_snnlib", "calibrate_thresholds", "make_input", "logits", "SnnTorchVGG5", "SpikingJellyVGG5", "build_systems", "check_equivalence", "LinearSpike"]
 
-SYSTEMS = ("snnlib", "snntorch", "spikingjelly")
+SYSTEMS = ("snnlib", "plain", "snntorch", "spikingjelly")
+#: the other libraries (optional packages); "plain" is the baseline a PyTorch user would write (no package)
+PEERS = ("snntorch", "spikingjelly")
 #: released model-1 thresholds x 0.7 (https://github.com/ssharmin/spikingNN-adversarial-attack, commit 57c7772,
 #: stores round(th x 0.7, 2)), as in snnlib.bench; with the untrained (seeded) weights used here they silence
 #: layers 2-5, so the comparison calibrates its own (``calibrate_thresholds``)
@@ -268,6 +273,54 @@ class SpikingJellyVGG5(nn.Module):
         return self.out(h).sum(0)
 
 
+class PlainTorchVGG5(nn.Module):
+    """VGG5 as a PyTorch user would write it without an SNN library: the baseline of ``bench --compare``.
+
+    The stateless layers run once on all timesteps (time folded into the batch); each LIF layer is a loop over time
+    in the textbook order ``u = leak*u + I; S = H(u - th); u = u - th*S.detach()`` with ``LinearSpike`` (autograd
+    through the papers' linear surrogate).  forward(seq (T, B, 3, 32, 32) spikes) -> summed output current (B, C);
+    ``counts`` (after a forward) holds the total spike count of each spiking layer.
+    """
+
+    def __init__(self, net: VGG, thresholds: Sequence[float] = VGG5_THRESHOLDS, leak: float = 0.99,
+                 gamma: float = 0.3):
+        super().__init__()
+        net = copy.deepcopy(net)
+        (self.conv1, self.conv2, self.conv3), (self.fc1, self.fc2), self.out = _vgg5_layers(net)
+        self.th = _thresholds(thresholds)
+        self.leak, self.gamma = float(leak), float(gamma)
+        self.counts: Optional[Tensor] = None
+
+    def lif(self, i: int, current: Tensor) -> Tensor:
+        """Spikes (T, B, ...) of LIF layer ``i`` driven by ``current`` (T, B, ...)."""
+        th = self.th[i]
+        u = torch.zeros_like(current[0])
+        spikes = []
+        for t in range(current.shape[0]):
+            u = self.leak * u + current[t]
+            s = LinearSpike.apply(u - th, th, self.gamma)
+            u = u - th * s.detach()
+            spikes.append(s)
+        out = torch.stack(spikes)
+        self._counts.append(out.detach().sum())
+        return out
+
+    def forward(self, seq: Tensor) -> Tensor:
+        T, B = seq.shape[:2]
+
+        def fold(layer, x):       # a stateless layer on every timestep at once
+            return layer(x.flatten(0, 1)).unflatten(0, (T, B))
+
+        self._counts = []
+        s = self.lif(0, fold(self.conv1, seq))
+        s = self.lif(1, fold(lambda x: self.conv2(F.avg_pool2d(x, 2)), s))
+        s = self.lif(2, fold(self.conv3, s))
+        s = self.lif(3, fold(lambda x: self.fc1(F.avg_pool2d(x, 2).flatten(1)), s))
+        s = self.lif(4, fold(self.fc2, s))
+        self.counts = torch.stack(self._counts)
+        return self.out(s).sum(0)
+
+
 def build_systems(net: Optional[VGG] = None, thresholds: Optional[Sequence[float]] = None, leak: float = 0.99,
                   systems: Sequence[str] = SYSTEMS, T: int = 8, seed: int = 0) -> Dict[str, nn.Module]:
     """{name: model}: each takes a spike sequence (T, B, 3, 32, 32) and returns logits (B, C) via ``logits()``.
@@ -283,6 +336,8 @@ def build_systems(net: Optional[VGG] = None, thresholds: Optional[Sequence[float
     for name in systems:
         if name == "snnlib":
             out[name] = build_snnlib(copy.deepcopy(net), thresholds, leak, T)
+        elif name == "plain":
+            out[name] = PlainTorchVGG5(net, thresholds, leak)
         elif name == "snntorch":
             out[name] = SnnTorchVGG5(net, thresholds, leak)
         elif name == "spikingjelly":
@@ -358,7 +413,7 @@ def check_equivalence(batch: int = 2, T: int = 6, seed: int = 0, leak: float = 0
                 outg = logits(name, model, seq)
                 (outg * torch.linspace(-1, 1, outg.shape[1])).sum().backward()
             conv1 = model.net.features[0] if name == "snnlib" else (
-                model.conv1 if name == "snntorch" else model.body[0])
+                model.body[0] if name == "spikingjelly" else model.conv1)
             entry["grad"] = conv1.weight.grad.detach().clone()
             entry["train_logits_allclose"] = bool(torch.allclose(outg.detach(), out, rtol=rtol, atol=atol))
         if name == "snnlib":

@@ -7,6 +7,9 @@ Measures, for one architecture (VGG5 by default) on this machine:
 * ``snn_infer`` — SNN forward (eval, inference mode, Poisson input), image-timesteps/s;
 * ``snn_bptt``  — SNN BPTT training step (forward + backward through the surrogate + Adam/amsgrad step, dropout on,
   as ``train_snn``), image-timesteps/s;
+* ``snn_attack`` — one PGD step on the SNN as the study's attacks take it: the input gradient of the loss through
+  BPTT and the straight-through Poisson encoder (``snnlib.attacks.gradients.gradient``, mode ``bptt``, model in
+  eval mode), then the signed step and the projection, image-timesteps/s (the study's cost is dominated by these);
 
 each in a fresh process (``multiprocessing`` spawn), so that the peak resident memory (``ru_maxrss``) belongs to that
 mode alone.  Each mode is warmed up first and then timed over at least ``--seconds`` seconds and ``--min-iters``
@@ -45,6 +48,7 @@ MODES: Dict[str, tuple] = {
     "ann_train": ("ANN train step (SGD momentum)", "img/s"),
     "snn_infer": ("SNN inference (eval, no grad)", "img*T/s"),
     "snn_bptt": ("SNN BPTT step (fwd+bwd+Adam)", "img*T/s"),
+    "snn_attack": ("SNN attack gradient (PGD step, BPTT)", "img*T/s"),
 }
 
 # released model-1 thresholds x 0.7 (https://github.com/ssharmin/spikingNN-adversarial-attack, commit 57c7772, stores
@@ -107,6 +111,11 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
         per_iter = batch * T
     if mode == "ann_train":
         opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4)
+    elif mode == "snn_attack":
+        from ..attacks.gradients import gradient
+        for p in net.parameters():                      # an attack differentiates the input, not the weights
+            p.requires_grad_(False)
+        eps, alpha = 8 / 255, 2 / 255
     elif mode == "snn_bptt":
         opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=5e-4, amsgrad=True)
 
@@ -115,6 +124,11 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
             target.eval()
             with torch.inference_mode():
                 return target(x)
+        if mode == "snn_attack":
+            target.eval()
+            g, _ = gradient(target, x_adv[0], y, mode="bptt")
+            x_adv[0] = torch.min(torch.max(x_adv[0] + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+            return x_adv[0]
         target.train()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(target(x), y)
@@ -122,6 +136,7 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
         opt.step()
         return loss
 
+    x_adv = [x.clone()]
     if warmup is None:  # the first calls build oneDNN primitives and grow the allocator's pools
         warmup = 3 if mode.startswith("ann") else 1
     rss0 = _rss_bytes()
@@ -398,19 +413,25 @@ def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt")
 
 
 def compare_summary(report: dict) -> dict:
-    """Per (mode, T): snnlib's rate over the faster of the others, and its peak memory over the smaller other."""
+    """Per (mode, T): snnlib's rate over the fastest peer library (``speedup``, ``best_other``) and over the plain
+    PyTorch baseline (``plain_speedup``), and its peak memory over the leanest other system (``mem_ratio``)."""
+    from .compare import PEERS
     rows = []
     for run in report["runs"]:
         by = {r["system"]: r for r in run["results"]}
         if "snnlib" not in by or len(by) < 2:
             continue
         others = [r for n, r in by.items() if n != "snnlib"]
-        fastest = max(others, key=lambda r: r["rate"])
+        peers = [r for r in others if r["system"] in PEERS] or others
+        fastest = max(peers, key=lambda r: r["rate"])
         lean = min((r for r in others if r["peak_mb"] is not None), key=lambda r: r["peak_mb"], default=None)
-        me = by["snnlib"]
+        me, plain = by["snnlib"], by.get("plain")
         rows.append(dict(mode=run["mode"], T=run["T"], snnlib_rate=me["rate"], best_other=fastest["system"],
                          best_other_rate=fastest["rate"], speedup=me["rate"] / fastest["rate"],
+                         plain_rate=plain["rate"] if plain else None,
+                         plain_speedup=me["rate"] / plain["rate"] if plain else None,
                          snnlib_peak_mb=me["peak_mb"], min_other_peak_mb=lean["peak_mb"] if lean else None,
+                         leanest_other=lean["system"] if lean else None,
                          mem_ratio=(me["peak_mb"] / lean["peak_mb"]) if lean and me["peak_mb"] else None))
     return dict(rows=rows)
 
@@ -430,8 +451,9 @@ def format_compare(report: dict) -> str:
         lines.append(sk["reason"])
     for row in report.get("summary", {}).get("rows", []):
         mem = f", peak memory x{row['mem_ratio']:.2f} of the leaner" if row["mem_ratio"] else ""
-        lines.append(f"{row['mode']} T={row['T']}: snnlib {row['speedup']:.2f}x the faster other "
-                     f"({row['best_other']}){mem}")
+        plain = f", {row['plain_speedup']:.2f}x plain PyTorch" if row.get("plain_speedup") else ""
+        lines.append(f"{row['mode']} T={row['T']}: snnlib {row['speedup']:.2f}x the fastest peer "
+                     f"({row['best_other']}){plain}{mem}")
     return "\n".join(lines)
 
 

@@ -369,7 +369,7 @@ def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
 def bench_labels(report: Mapping[str, Any]) -> Dict[str, str]:
     """{system: "snnTorch 0.9.1"} with the versions measured."""
     v = report["machine"]["versions"]
-    return {"snnlib": "snnlib", "snntorch": f"snnTorch {v.get('snntorch')}",
+    return {"snnlib": "snnlib", "plain": "plain PyTorch", "snntorch": f"snnTorch {v.get('snntorch')}",
             "spikingjelly": f"SpikingJelly {v.get('spikingjelly')}"}
 
 
@@ -391,14 +391,15 @@ def bench_table(report: Mapping[str, Any]) -> Table:
             s = summary.get((run["mode"], run["T"]))
             mine = r["system"] == "snnlib" and s is not None
             ratio = f"**{s['speedup']:.2f}×** ({label[s['best_other']].split()[0]})" if mine else ""
+            plain = f"{s['plain_speedup']:.2f}×" if mine and s.get("plain_speedup") else ""
             mem = f"{s['mem_ratio']:.2f}×" if mine and s.get("mem_ratio") else ""
             rows.append([BENCH_MODES[run["mode"]], run["T"], label[r["system"]], f"{r['rate']:.0f}",
-                         f"{r['peak_mb']:.0f}", ratio, mem, r["reps"]])
+                         f"{r['peak_mb']:.0f}", ratio, plain, mem, r["reps"]])
     for sk in report.get("skipped", []):
         rows.append([BENCH_MODES[sk["mode"]], sk["T"], label[sk["system"]], "not run",
-                     f"≈{sk['need_mb'] / 1024:.1f} GB needed, {sk['available_mb'] / 1024:.1f} GB free", "", "", "–"])
-    return Table(rows, ["mode", "T", "system", "img·T/s", "peak MB", "× vs faster other", "memory vs leaner other",
-                        "reps"], "", ["l", "r", "l", "r", "r", "r", "r", "r"])
+                     f"≈{sk['need_mb'] / 1024:.1f} GB needed, {sk['available_mb'] / 1024:.1f} GB free", "", "", "", "–"])
+    return Table(rows, ["mode", "T", "system", "img·T/s", "peak MB", "× vs fastest peer", "× vs plain PyTorch",
+                        "memory vs leanest other", "reps"], "", ["l", "r", "l", "r", "r", "r", "r", "r", "r"])
 
 
 def _target_text(rows: Sequence[Mapping[str, Any]], need: float, mem: float = 1.0) -> str:

@@ -89,3 +89,42 @@ def test_require_packages_raises_compare_unavailable():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("OK") and "pip install -r requirements-compare.txt" in p.stdout
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_plain_pytorch_baseline_matches_snnlib(channels_last):
+    """The plain-PyTorch baseline (no SNN library, no custom kernels) computes the same network: logits, spike
+    counts of every layer, and the BPTT gradient; it needs no optional package."""
+    from snnlib.bench.compare import check_equivalence
+    r = check_equivalence(batch=2, T=16, seed=0, systems=("snnlib", "plain"), channels_last=channels_last)
+    ref, other = r["systems"]["snnlib"], r["systems"]["plain"]
+    assert all(c > 0 for c in ref["counts"]), ref["counts"]
+    assert other["allclose"] and other["counts_equal"], (other["max_abs_diff"], ref["counts"], other["counts"])
+    assert other["train_logits_allclose"] and other["grad_allclose"], other["grad_rel_diff"]
+
+
+def test_plain_baseline_detects_a_different_network():
+    """The equivalence check is not vacuous: the baseline with another leak disagrees with snnlib."""
+    from snnlib.bench import compare
+    from snnlib.models import build_ann
+    net = build_ann("vgg5", seed=0)
+    th = compare.calibrate_thresholds(net, seed=0)
+    seq = compare.make_input(2, 16, 0)
+    a = compare.logits("snnlib", compare.build_snnlib(net, th, 0.99, 16).eval(), seq)
+    b = compare.logits("plain", compare.PlainTorchVGG5(net, th, 0.9).eval(), seq)
+    c = compare.logits("plain", compare.PlainTorchVGG5(net, th, 0.99).eval(), seq)
+    assert a.abs().sum() > 0
+    assert torch.allclose(a, c, rtol=1e-4, atol=1e-5) and not torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_compare_summary_reports_the_fastest_peer_and_the_plain_baseline():
+    from snnlib.bench.throughput import compare_summary
+
+    def res(system, rate, peak):
+        return dict(system=system, rate=rate, peak_mb=peak)
+    run = dict(mode="infer", T=8, results=[res("snnlib", 300.0, 100.0), res("plain", 200.0, 80.0),
+                                           res("snntorch", 100.0, 150.0), res("spikingjelly", 150.0, 120.0)])
+    (row,) = compare_summary(dict(runs=[run]))["rows"]
+    assert row["best_other"] == "spikingjelly" and row["speedup"] == pytest.approx(2.0)
+    assert row["plain_speedup"] == pytest.approx(1.5)
+    assert row["leanest_other"] == "plain" and row["mem_ratio"] == pytest.approx(100 / 80)

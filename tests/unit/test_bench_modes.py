@@ -1,0 +1,15 @@
+"""The benchmark modes run what they name (speed itself is checked by running ``python -m snnlib.bench``)."""
+import pytest
+from snnlib.bench.throughput import MODES, measure
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_every_mode_runs_and_reports_its_units(mode):
+    r = measure(mode, T=6, batch=4, seconds=0.0, min_iters=1, warmup=0)
+    assert r["mode"] == mode and r["unit"] == MODES[mode][1] and r["iters"] >= 1 and r["rate"] > 0
+    assert r["T"] == (6 if mode.startswith("snn") else None)
+
+
+def test_unknown_mode_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="unknown benchmark mode 'pgd'; choose from .*snn_attack"):
+        measure("pgd")
