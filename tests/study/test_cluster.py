@@ -378,3 +378,90 @@ def test_smoke_notebooks_on_dask_match_the_local_executor(capsys, tmp_path, clus
                 for n in ("local", "dask")]
         assert keys[0] == keys[1] and len(keys[0]) == 2, (kind, keys)
     assert os.environ.get("SNNLIB_CACHE") != str(tmp_path / "dask" / "cache")   # restored
+
+
+# --------------------------------------------------------------------------------------------
+# Dask for real: `dask scheduler` and two `dask worker` processes; one worker dies mid-unit
+# --------------------------------------------------------------------------------------------
+
+# the unit announces itself (the pid of its worker process: the kernel's parent), then works for a while
+SLOW_AND_TELL = """marker = {marker!r}
+with open(marker, "a") as f:
+    f.write(f"{{os.getppid()}}\\n")
+time.sleep({sleep})
+"""
+
+
+def _dask_cli(*args: str, log: Path):
+    import subprocess
+    import sys
+    dask = Path(sys.executable).parent / "dask"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.Popen([str(dask), *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)         # its own process group: killed with its children
+
+
+def _wait_for(cond, timeout_s: float, what: str):
+    import time
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_real_dask_cluster_survives_a_worker_killed_mid_unit(capsys, tmp_path):
+    """A scheduler and two workers started with the `dask` command line (the scheduler imports snnlib too); the
+    worker running 02_discretization is killed (SIGKILL to its process group: the worker and its notebook kernel,
+    as when a node is lost); the unit runs again on the other worker and the run ends with every result."""
+    import signal
+    import threading
+    distributed = pytest.importorskip("distributed")
+    sched_file = tmp_path / "scheduler.json"
+    procs = [_dask_cli("scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file),
+                       log=tmp_path / "scheduler.log")]
+    try:
+        _wait_for(sched_file.is_file, 60, "the scheduler file")
+        for name in ("w1", "w2"):
+            procs.append(_dask_cli("worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                                   "--no-nanny", "--no-dashboard", "--name", name, log=tmp_path / f"{name}.log"))
+        address = json.loads(sched_file.read_text())["address"]
+        with distributed.Client(address, timeout=60) as client:
+            _wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, 60, "two workers")
+            workers = {info["name"]: info["pid"] if "pid" in info else None
+                       for info in client.scheduler_info()["workers"].values()}
+        marker = tmp_path / "started"
+        book = _dummy_book(tmp_path / "book", {"02_discretization": SLOW_AND_TELL.format(marker=str(marker),
+                                                                                         sleep=8)})
+        killed = []
+
+        def kill_the_worker_of_02():
+            pid = int(_wait_for(lambda: marker.is_file() and marker.read_text().split(), 120, "02 to start")[0])
+            for p in procs[1:]:
+                if p.pid == pid:                       # --no-nanny: the worker is the process we started
+                    os.killpg(p.pid, signal.SIGKILL)
+                    killed.append(p.pid)
+
+        killer = threading.Thread(target=kill_the_worker_of_02, daemon=True)
+        killer.start()
+        argv = _argv(tmp_path, book, "--executor", "dask", "--scheduler", address, "--no-train-units",
+                     "--only", "01,02,07", "--retries", "1")
+        assert main(argv) == 0, capsys.readouterr().err[-3000:]
+        killer.join(timeout=5)
+        assert len(killed) == 1, f"the worker of 02 was not found among {[p.pid for p in procs]} ({workers})"
+        starts = marker.read_text().split()
+        assert len(starts) == 2 and starts[0] != starts[1]          # ran again, on the other worker
+        for nb in ("01_models", "02_discretization", "07_summary"):
+            assert json.loads((tmp_path / "res" / f"{nb}.json").read_text())["T_bp"] == 8
+        assert not [p for p in book.iterdir() if p.name.startswith(".") and p.suffix == ".ipynb"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except Exception:
+                os.killpg(p.pid, signal.SIGKILL)
