@@ -301,6 +301,12 @@ class _Plan:
         if args.retries is not None and args.retries < 0:
             raise UsageError(f"--retries {args.retries}: allowed: an integer >= 0")
         self.retries = args.retries if args.retries is not None else (0 if local else 1)
+        threads = getattr(args, "threads", None)
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads {threads}: allowed: an integer >= 1")
+        # every unit computes with the same number of torch threads wherever it runs (float reductions differ with
+        # the thread count, and so would trained weights): this process's count unless --threads says otherwise
+        self.threads = threads if threads is not None else _torch_threads()
         self.train_units = not local and not args.no_train_units
         try:
             from .executors import parse_slurm_time
@@ -549,6 +555,7 @@ class _Plan:
                                 else []))}
         if self.unit_cache is not None:
             env["SNNLIB_CACHE"] = str(self.unit_cache)
+        env.update({name: str(self.threads) for name in THREAD_VARIABLES})
         return env
 
     def units(self, todo: Sequence[str] | None = None) -> list:
@@ -865,6 +872,16 @@ def _err_text(err: Any) -> str:
     return text if text.startswith(type(err).__name__) else f"{type(err).__name__}: {text}"
 
 
+#: environment variables that set a unit's thread count: OpenMP/MKL (read by torch when it starts, in notebook
+#: kernels) and snnlib's own (read by train units running inside a worker, where torch is already started)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SNNLIB_TORCH_THREADS")
+
+
+def _torch_threads() -> int:
+    import torch
+    return int(torch.get_num_threads())
+
+
 def _make_executor(plan: _Plan):
     from .executors import DaskExecutor, LocalExecutor, SlurmExecutor
 
@@ -879,7 +896,7 @@ def _make_executor(plan: _Plan):
 
 
 def _run(plan: _Plan) -> int:
-    from .executors import BLOCKED, FAILED, NOT_RUN, OK, SKIPPED, MissingExtra, run_grid
+    from .executors import BLOCKED, FAILED, NOT_RUN, OK, SKIPPED, ClusterSetupError, MissingExtra, run_grid
 
     missing = [nb for nb in plan.notebooks if not plan.input_path(nb).is_file()]
     if missing:
@@ -927,7 +944,7 @@ def _run(plan: _Plan) -> int:
     t_start = time.monotonic()
     try:
         executor = _make_executor(plan)
-    except MissingExtra as e:
+    except (MissingExtra, ClusterSetupError) as e:
         raise UsageError(str(e)) from None
     if plan.executor != "local":
         print(f"Executor: {executor.describe()}; {len(units)} unit(s) "
@@ -945,7 +962,13 @@ def _run(plan: _Plan) -> int:
     except KeyboardInterrupt:
         cur = printer.current
         nb = cur.unit.notebook if cur is not None else None
-        if nb:
+        if plan.executor == "dask":
+            # Dask cannot stop a task that has started: say so instead of promising unchanged outputs
+            print("\ninterrupted: the units not yet started were cancelled. Units already running on the Dask "
+                  "workers cannot be stopped from here and will still write their notebooks and results when "
+                  "they finish; stop those workers to stop them. Cached models are kept: rerun with --resume "
+                  "to continue.", file=sys.stderr, flush=True)
+        elif nb:
             print(f"\n{printer.tag(cur)}: interrupted; {_rel(plan.output_path(nb), plan.root)} "
                   "left unchanged. Cached models are kept: rerun with --resume to continue.",
                   file=sys.stderr, flush=True)
@@ -1055,6 +1078,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--executor", choices=("local", "dask", "slurm"), default="local",
                     help="local: one notebook after another in this process (default); dask: "
                          "a Dask distributed cluster; slurm: one SLURM job per unit (submitit)")
+    ex.add_argument("--threads", type=int, metavar="N",
+                    help="torch threads of every unit, on every executor (default: this process's torch thread "
+                         "count); results depend on it, so local, Dask and SLURM runs with the same value agree")
     ex.add_argument("--retries", type=int, metavar="N",
                     help="resubmit a failed unit up to N times (default: 1 with dask/slurm, 0 "
                          "with local)")

@@ -77,6 +77,10 @@ class MissingExtra(RuntimeError):
     """An optional dependency of an executor is not installed."""
 
 
+class ClusterSetupError(RuntimeError):
+    """The cluster cannot run the units (its scheduler or workers cannot import snnlib); says what to fix."""
+
+
 def _need(module: str, executor: str):
     import importlib
 
@@ -205,12 +209,22 @@ def _run_train(spec: Mapping[str, Any]) -> dict[str, Any]:
         messages.append(str(msg))
         print(msg, flush=True)
 
+    import torch
+
     cache = ArtifactCache(spec.get("cache_dir"))
-    models = build_models(dict(spec["params"]), int(spec["seed"]), cache=cache, progress=False,
-                          log=log)
+    threads = os.environ.get("SNNLIB_TORCH_THREADS")      # the runner's --threads (torch already runs here)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        models = build_models(dict(spec["params"]), int(spec["seed"]), cache=cache, progress=False,
+                              log=log)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
     keys = {k: config_key(c) for k, c in models.info.get("configs", {}).items()}
     return {"seed": int(spec["seed"]), "trained": messages, "cache_keys": keys,
-            "cache_dir": str(cache.root)}
+            "cache_dir": str(cache.root), "torch_threads": used}
 
 
 def _run_notebook(spec: Mapping[str, Any]) -> None:
@@ -309,6 +323,31 @@ class DaskExecutor(Executor):
                 env=dict(worker_env or {}))
             self.client = distributed.Client(self.cluster)
         self._seq = 0
+        if scheduler:
+            self.check_imports()
+
+    def check_imports(self) -> None:
+        """Raise :class:`ClusterSetupError` unless the scheduler and every worker can import snnlib (the scheduler
+        unpickles the units' tasks too: without snnlib every unit would fail at once)."""
+        def can_import_snnlib():         # a local function: pickled by value, so it runs where snnlib is missing
+            import importlib.util
+            import sys
+            return {"ok": importlib.util.find_spec("snnlib") is not None, "python": sys.executable}
+
+        try:
+            where = {"the scheduler": self.client.run_on_scheduler(can_import_snnlib)}
+            where.update({f"worker {a}": r for a, r in self.client.run(can_import_snnlib).items()})
+        except Exception as e:          # an old scheduler without run_on_scheduler, a closed comm: not our check
+            print(f"note: could not check that the Dask cluster imports snnlib ({type(e).__name__}: {e})",
+                  file=sys.stderr, flush=True)
+            return
+        bad = [f"{name} ({r['python']})" for name, r in where.items() if not r["ok"]]
+        if bad:
+            self.close()
+            raise ClusterSetupError(
+                f"the Dask cluster cannot import snnlib in: {', '.join(bad)}. Start the scheduler and the workers "
+                f"with the repository on PYTHONPATH (PYTHONPATH={os.environ.get('PYTHONPATH') or '<repo>'} dask "
+                "scheduler / dask worker ...) or with snnlib installed in their Python (pip install -e <repo>)")
 
     def submit(self, unit: Unit, attempt: int) -> Any:
         self._seq += 1

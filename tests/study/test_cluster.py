@@ -465,3 +465,92 @@ def test_real_dask_cluster_survives_a_worker_killed_mid_unit(capsys, tmp_path):
                 p.wait(timeout=20)
             except Exception:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_a_cluster_that_cannot_import_snnlib_is_refused_before_any_unit():
+    """The scheduler unpickles the units' tasks too: where it (or a worker) cannot import snnlib, the runner stops
+    at once with what to fix, instead of failing every unit in 0.0 s."""
+    pytest.importorskip("distributed")
+
+    class FakeClient:
+        def __init__(self, scheduler_ok, workers_ok):
+            self.s, self.w, self.closed = scheduler_ok, workers_ok, False
+
+        def run_on_scheduler(self, fn):
+            assert fn()["ok"]                       # the probe itself runs here and finds snnlib
+            return {"ok": self.s, "python": "/opt/sched/bin/python"}
+
+        def run(self, fn):
+            return {f"tcp://w{i}": {"ok": ok, "python": "/opt/w/bin/python"} for i, ok in enumerate(self.w)}
+
+        def close(self):
+            self.closed = True
+
+    ex = X.DaskExecutor.__new__(X.DaskExecutor)
+    ex.cluster = None
+    ex.client = FakeClient(True, [True, True])
+    ex.check_imports()                              # all fine: no error
+    ex.client = FakeClient(False, [True, False])
+    with pytest.raises(X.ClusterSetupError, match=r"cannot import snnlib in: the scheduler \(/opt/sched/bin/python\)"
+                                                  r", worker tcp://w1 .*PYTHONPATH=.*pip install -e"):
+        ex.check_imports()
+    assert ex.client.closed
+
+
+@pytest.mark.parametrize("executor, words", [("dask", "cannot be stopped from here and will still write"),
+                                             ("local", "left unchanged")])
+def test_ctrl_c_message_is_true_for_the_executor(capsys, tmp_path, monkeypatch, executor, words):
+    """Ctrl-C: the local executor stops the notebook (its output is left unchanged); Dask cannot stop a started
+    task, and the message says so instead of promising an unchanged output."""
+    from snnlib.study import cli
+
+    def interrupted(*a, reporter=None, **k):
+        class Cur:
+            unit = Unit(id="nb/02_discretization", kind="notebook", label="02_discretization", spec={},
+                        notebook="02_discretization")
+        reporter.current = Cur()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(X, "run_grid", interrupted)
+    monkeypatch.setattr(cli, "_make_executor", lambda plan: FakeExecutor())
+    book = _dummy_book(tmp_path / "book")
+    extra = ("--executor", "dask", "--scheduler", "tcp://127.0.0.1:1") if executor == "dask" else ()
+    code = main(_argv(tmp_path, book, "--no-train-units", "--only", "02", *extra))
+    err = capsys.readouterr().err
+    assert code != 0 and words in err, err[-2000:]
+
+
+def test_every_unit_gets_the_runners_thread_count(capsys, tmp_path, monkeypatch):
+    """Results depend on torch's thread count (float reductions), and a Dask nanny sets OMP_NUM_THREADS=1 on its
+    workers: the runner pins one count for every unit (--threads, default its own), which the notebook kernels
+    and the train units use whatever the worker's own setting."""
+    from snnlib.study import cli
+
+    seen = {}
+
+    def record(units, executor, **k):
+        seen.update({u.id: dict(u.env) for u in units})
+        raise KeyboardInterrupt             # stop here: the units are all this test needs
+
+    monkeypatch.setattr(X, "run_grid", record)
+    monkeypatch.setattr(cli, "_make_executor", lambda plan: FakeExecutor())
+    book = _dummy_book(tmp_path / "book")
+    main(_argv(tmp_path, book, "--only", "02", "--threads", "3"))
+    assert seen and all(env["OMP_NUM_THREADS"] == env["SNNLIB_TORCH_THREADS"] == "3" for env in seen.values())
+    assert main(_argv(tmp_path, book, "--threads", "0")) == 2
+    assert "--threads 0: allowed: an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_train_unit_computes_with_the_pinned_threads_and_restores_the_workers(tmp_path, monkeypatch):
+    import torch
+    from snnlib.study import pipeline
+
+    used = []
+    monkeypatch.setattr(pipeline, "build_models", lambda *a, **k: used.append(torch.get_num_threads()) or
+                        type("M", (), {"info": {}})())
+    before = torch.get_num_threads()
+    pinned = 1 if before > 1 else 2
+    unit = Unit(id="train/s0", kind="train", label="train seed 0", env={"SNNLIB_TORCH_THREADS": str(pinned)},
+                spec={"params": {}, "seed": 0, "cache_dir": str(tmp_path)})
+    out = X.run_unit(unit)
+    assert used == [pinned] and out["torch_threads"] == pinned and torch.get_num_threads() == before
