@@ -20,7 +20,7 @@ from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, L
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
            "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "verdict_rules_table",
-           "scale_text", "sweep_sentence",
+           "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
            "provenance_table", "models_glue",
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
@@ -310,6 +310,45 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
                     ", ".join(map(str, r.seeds)), r.measured])
     return Table(out, ["id", "paper", "claim", "verdict", "test", "effect, points [95% CI]", "p (Holm)",
                        "MDE (points)", "n", "seeds", "measured"], "", ["l"] * 5 + ["r"] * 4 + ["l"] * 2)
+
+
+class MarkdownText(str):
+    """Markdown that a notebook displays as formatted text (and as itself in plain-text front ends)."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def claim_statements(rows: Sequence[ClaimRow]) -> MarkdownText:
+    """Each claim in one plain sentence (Markdown list): the verdict, then the evidence behind it: the effect
+    (A − B, points) with its 95 % interval, the images and seeds, the test and its p (Holm-adjusted for a primary
+    claim); for an inconclusive verdict the smallest difference the run could have detected (MDE, 80 % power); for
+    an untestable one why; and the model variants the guards excluded."""
+    lines = []
+    for r in rows:
+        head = f"- **{r.id}** ({r.paper}{', primary' if r.primary else ''}): *{r.claim}* — **{r.verdict}**"
+        parts = []
+        if r.effect is not None:
+            ci = (f" [{_signed(r.ci_low)}, {_signed(r.ci_high)}]" if r.ci_low is not None and r.ci_high is not None
+                  else "")
+            on = f" on {r.n_images} images" if r.n_images else ""
+            seeds = (f", target seed{'s' if len(r.seeds) > 1 else ''} {' and '.join(map(str, r.seeds))}"
+                     if r.seeds else "")
+            parts.append(f"{_signed(r.effect)} points{ci}{on}{seeds}")
+        if r.test:
+            p = f", p = {_p_text(r.p_value)}" if r.p_value is not None else ""
+            holm = f" (Holm-adjusted {_p_text(r.p_adjusted)})" if r.p_adjusted is not None else ""
+            parts.append(f"{r.test}{p}{holm}")
+        if r.verdict == "inconclusive" and r.mde is not None:
+            parts.append(f"this run could have detected a difference of {r.mde:.1f} points (80 % power)")
+        if r.verdict in ("not testable", "not run") or not parts:
+            parts.append(r.measured)
+        elif r.measured:
+            parts.append(f"measured: {r.measured}")
+        if r.excluded:
+            parts.append("excluded by the guards: " + "; ".join(r.excluded))
+        lines.append(head + ": " + "; ".join(p.rstrip(".") for p in parts if p) + ".")
+    return MarkdownText("\n".join(lines))
 
 
 def verdict_rules_table() -> Table:

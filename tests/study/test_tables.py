@@ -182,3 +182,24 @@ def test_headline_sweep_sentences_mark_chance_level_points():
     assert last.startswith("20.0%") and last.endswith("at 32")
     # at 100 classes the same 11 % is well above chance
     assert "chance" not in tables.discretization_glue(res, num_classes=100)["bp_T_trend"]
+
+
+def test_claim_statements_give_each_verdict_its_evidence():
+    rows = [R.ClaimRow(id="E1", paper="ECCV 2020", claim="SNN-BP is more robust", chapter="04", verdict="supported",
+                       measured="SNN-BP 30.0% vs ANN 18.0%", scale=None, test="McNemar", effect=12.0, ci_low=7.1,
+                       ci_high=17.5, p_value=0.00012, p_adjusted=0.0006, n_images=300, seeds=[0, 1], primary=True),
+            R.ClaimRow(id="E6", paper="ECCV 2020", claim="fewer timesteps, more robust", chapter="02",
+                       verdict="inconclusive", measured="T sweep", scale=None, test="trend test", effect=-1.2,
+                       ci_low=-5.0, ci_high=2.6, p_value=0.51, mde=6.3, n_images=300, seeds=[0],
+                       excluded=["T=8: clean accuracy at chance"]),
+            R.ClaimRow(id="E3", paper="ECCV 2020", claim="CIFAR-100", chapter="-", verdict="not testable",
+                       measured="1,117 training images; run --profile paper", scale=None)]
+    text = tables.claim_statements(rows)
+    e1, e6, e3 = text.splitlines()
+    assert e1.startswith("- **E1** (ECCV 2020, primary): *SNN-BP is more robust* — **supported**: +12.0 points "
+                         "[+7.1, +17.5] on 300 images, target seeds 0 and 1; McNemar, p = 0.00012 (Holm-adjusted "
+                         "0.0006)")
+    assert "could have detected a difference of 6.3 points" in e6 and "excluded by the guards: T=8" in e6
+    assert "detected" not in e1                                # the MDE is stated where the verdict is open
+    assert e3.endswith("— **not testable**: 1,117 training images; run --profile paper.")
+    assert text._repr_markdown_() == str(text)
