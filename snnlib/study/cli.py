@@ -307,6 +307,10 @@ class _Plan:
         # every unit computes with the same number of torch threads wherever it runs (float reductions differ with
         # the thread count, and so would trained weights): this process's count unless --threads says otherwise
         self.threads = threads if threads is not None else _torch_threads()
+        every = getattr(args, "progress_every", None)
+        if every is not None and not every > 0:
+            raise UsageError(f"--progress-every {every}: allowed: a number of seconds > 0")
+        self.progress_every = float(every) if every is not None else (300.0 if local else 60.0)
         self.train_units = not local and not args.no_train_units
         try:
             from .executors import parse_slurm_time
@@ -886,7 +890,7 @@ def _make_executor(plan: _Plan):
     from .executors import DaskExecutor, LocalExecutor, SlurmExecutor
 
     if plan.executor == "local":
-        return LocalExecutor()
+        return LocalExecutor(heartbeat_s=plan.progress_every)
     if plan.executor == "dask":
         return DaskExecutor(plan.args.scheduler, plan.args.workers, worker_env=plan.unit_env())
     if plan.executor == "slurm":
@@ -958,7 +962,7 @@ def _run(plan: _Plan) -> int:
         with environment(env), executor:
             states = run_grid(all_units, executor, retries=plan.retries,
                               keep_going=plan.args.keep_going, reporter=printer,
-                              progress_every=plan.args.progress_every, skip=skip)
+                              progress_every=plan.progress_every, skip=skip)
     except KeyboardInterrupt:
         cur = printer.current
         nb = cur.unit.notebook if cur is not None else None
@@ -1087,8 +1091,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-train-units", action="store_true",
                     help="dask/slurm: no separate train units; each notebook trains (or loads) "
                          "its models itself, as with the local executor")
-    ex.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
-                    help="dask/slurm: print the grid's progress at least this often (default 60)")
+    ex.add_argument("--progress-every", type=float, default=None, metavar="SECONDS",
+                    help="print progress at least this often: dask/slurm the grid's (default 60), local how long "
+                         "the running notebook has run and which cell it is in (default 300)")
     ex.add_argument("--scheduler", metavar="ADDRESS",
                     help="dask: scheduler address (tcp://host:8786) or scheduler file (.json); "
                          "default: start a LocalCluster")

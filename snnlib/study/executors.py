@@ -276,17 +276,66 @@ class _Done:
         self.ok, self.value = ok, value
 
 
+def notebook_progress(unit: Unit) -> str | None:
+    """"cell 5 of 12" for a notebook unit running in this process (read from the executed copy papermill keeps
+    saving next to the output, ``.<notebook>.running-<pid>-*.ipynb``); None when there is nothing to read yet."""
+    import glob
+    import json
+
+    out = unit.spec.get("output") if unit.kind == NOTEBOOK else None
+    if not out:
+        return None
+    folder, stem = os.path.dirname(os.path.abspath(out)), os.path.splitext(os.path.basename(out))[0]
+    found = sorted(glob.glob(os.path.join(folder, f".{stem}.running-{os.getpid()}-*.ipynb")), key=os.path.getmtime)
+    if not found:
+        return None
+    try:
+        with open(found[-1], encoding="utf-8") as f:
+            cells = [c for c in json.load(f).get("cells", []) if c.get("cell_type") == "code"]
+    except (OSError, ValueError):
+        return None                       # caught mid-write: next time
+    done = sum(c.get("metadata", {}).get("papermill", {}).get("status") == "completed" for c in cells)
+    return f"cell {min(done + 1, len(cells))} of {len(cells)}" if cells else None
+
+
 class LocalExecutor(Executor):
-    """In this process, one unit at a time: ``submit`` runs the unit to the end."""
+    """In this process, one unit at a time: ``submit`` runs the unit to the end.
+
+    heartbeat_s: while a unit runs, print every this many seconds how long it has run against its estimate and,
+    for a notebook, which code cell it is in (None: silent).
+    """
 
     name = "local"
     capacity = 1
 
+    def __init__(self, heartbeat_s: float | None = None, out=None) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.out = out
+
+    def _beat(self, unit: Unit, stop) -> None:
+        from .formatting import format_duration
+        t0 = time.monotonic()
+        while not stop.wait(self.heartbeat_s):
+            where = notebook_progress(unit)
+            print(f"    {unit.label}: running for {format_duration(time.monotonic() - t0)} (estimate "
+                  f"{format_duration(unit.estimate_s)})" + (f", {where}" if where else ""),
+                  file=self.out or sys.stdout, flush=True)
+
     def submit(self, unit: Unit, attempt: int) -> Any:
+        import threading
+
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(unit, stop), daemon=True) if self.heartbeat_s else None
+        if beat is not None:
+            beat.start()
         try:
             return _Done(True, run_unit(unit, attempt))
         except UnitError as e:
             return _Done(False, e)
+        finally:
+            stop.set()
+            if beat is not None:
+                beat.join()
 
     def wait(self, handles, timeout):
         return [(h, h.ok, h.value) for h in handles]

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import pickle
+import re
 from pathlib import Path
 
 import nbformat
@@ -216,6 +217,67 @@ def test_slurm_dry_run_prints_the_sbatch_parameters(capsys, tmp_path):
                      "#SBATCH --account=proj", "#SBATCH --mem=64G", "#SBATCH --cpus-per-task=8",
                      "export SNNLIB_CACHE=/shared/snn-cache", "submitit.core._submit"):
             assert line in script, line
+
+
+def _fake_slurm_bin(d: Path, sbatch_body: str) -> Path:
+    """A folder with a fake ``srun`` (submitit only checks that it exists) and a fake ``sbatch``."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (d / "sbatch").write_text("#!/bin/sh\n" + sbatch_body)
+    for name in ("srun", "sbatch"):
+        (d / name).chmod(0o755)
+    return d
+
+
+@pytest.fixture
+def fresh_slurm_watcher(monkeypatch):
+    """The submitit job class with its own state watcher for this test (fake job ids stay out of later tests)."""
+    submitit = pytest.importorskip("submitit")
+    job_class = X._submitit_classes(submitit)[1]
+    monkeypatch.setattr(job_class, "watcher", type(job_class.watcher)(delay_s=600))
+    return job_class
+
+
+def test_each_slurm_job_is_submitted_with_its_own_parameters(tmp_path, monkeypatch, fresh_slurm_watcher):
+    """submitit's update_parameters accumulates: unit a's CPUs, GPUs and comment must not reach unit b's job."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    fake = _fake_slurm_bin(tmp_path / "bin", f'n=$(ls {scripts} | wc -l)\ncp "$1" {scripts}/job$n.sh\n'
+                                             'echo "Submitted batch job $((n + 100))"\n')
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    units = [Unit(id=f"nb/{n}", kind="notebook", label=n, spec={}, notebook=n) for n in ("a", "b")]
+    opts = {"nb/a": dict(cpus_per_task=4, gpus_per_node=1, extra={"comment": "only-a"}), "nb/b": {}}
+    ex = X.SlurmExecutor(str(tmp_path / "_slurm"), spec_for=lambda u: slurm_job_spec(
+        u, folder=str(tmp_path / "_slurm"), **opts[u.id]))
+    jobs = [ex.submit(u, 1) for u in units]
+    assert [j.job_id for j in jobs] == ["100", "101"]
+    a, b = (scripts / "job0.sh").read_text(), (scripts / "job1.sh").read_text()
+    for line in ("#SBATCH --cpus-per-task=4", "#SBATCH --gpus-per-node=1", "#SBATCH --comment=only-a"):
+        assert line in a and line not in b, (line, b)
+    assert "#SBATCH --job-name=snnlib-b" in b
+
+
+def test_a_refused_sbatch_fails_its_units_not_the_run(capfd, tmp_path, monkeypatch, fresh_slurm_watcher):
+    """sbatch refuses every job (--partition nosuch): each unit is retried, then reported failed with sbatch's
+    reason; the run ends with the failures and exit code 1, not with a traceback."""
+    fake = _fake_slurm_bin(tmp_path / "bin", "echo 'sbatch: error: invalid partition specified: nosuch' >&2\n"
+                                             "echo 'sbatch: error: Batch job submission failed: Invalid partition "
+                                             "name specified' >&2\nexit 1\n")
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(X.SlurmExecutor, "resubmit_delay_s", 0.0)
+    book = _dummy_book(tmp_path / "book")
+    argv = _argv(tmp_path, book, "--executor", "slurm", "--no-train-units", "--only", "01,02",
+                 "--partition", "nosuch", "--keep-going")
+    assert main(argv) == 1
+    cap = capfd.readouterr()
+    reason = ("sbatch refused the job: invalid partition specified: nosuch; Batch job submission failed: "
+              "Invalid partition name specified")
+    for nb in ("01_models", "02_discretization"):
+        assert f"{nb}: attempt 1 failed after " in cap.err and f": {reason}; retrying (1 retry left)" in cap.err
+        assert f"{nb}: FAILED (2 attempts) after" in cap.err
+    assert f"Failures:\n  01_models (2 attempts): {reason}\n  02_discretization (2 attempts): {reason}" in cap.err
+    assert "Traceback" not in cap.out + cap.err
+    assert cap.err.count("sbatch: error:") == 0                # said once per attempt, in the runner's words
 
 
 def _has(module: str) -> bool:
@@ -554,3 +616,15 @@ def test_a_train_unit_computes_with_the_pinned_threads_and_restores_the_workers(
                 spec={"params": {}, "seed": 0, "cache_dir": str(tmp_path)})
     out = X.run_unit(unit)
     assert used == [pinned] and out["torch_threads"] == pinned and torch.get_num_threads() == before
+
+
+def test_local_runs_say_how_long_a_notebook_has_run_and_where_it_is(capsys, tmp_path):
+    """A long notebook is not silent: the local runner prints, every --progress-every seconds, the time it has
+    run against its estimate and the code cell it is executing (read from papermill's running copy)."""
+    book = _dummy_book(tmp_path / "book", {"02_discretization": "time.sleep(4)"})
+    assert main(_argv(tmp_path, book, "--only", "02", "--progress-every", "0.7")) == 0
+    out = capsys.readouterr().out
+    beats = [line for line in out.splitlines() if "02_discretization: running for" in line]
+    assert beats, out[-2000:]
+    assert any(re.search(r"\(estimate [^)]+\), cell (\d+) of \1$", line) for line in beats), beats
+    assert main(_argv(tmp_path, book, "--only", "02", "--progress-every", "0")) == 2
