@@ -543,22 +543,129 @@ def sbatch_preview(spec: Mapping[str, Any]) -> str:
     return _make_sbatch_string(command=command, folder=folder, **spec["parameters"])
 
 
+#: SLURM job states in which a job may still write its result (anything else: it has ended)
+SLURM_ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
+                          "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD",
+                          "PREEMPTED"})
+
+
+#: states of a job that SLURM stopped (rather than one that ended by itself)
+SLURM_STOPPED = frozenset({"CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "DEADLINE",
+                           "BOOT_FAIL"})
+
+
+class _Rejected:
+    """A job that sbatch refused: reported by ``wait`` as a failed attempt once ``at`` (monotonic) has come, so a
+    retry of a transient refusal (the controller restarting) does not go out in the same second."""
+
+    def __init__(self, error: "UnitError", at: float) -> None:
+        self.error, self.at = error, at
+
+
+_SUBMITIT_CLASSES: dict[str, Any] = {}
+
+
+def _submitit_classes(submitit) -> tuple[Any, Any]:
+    """submitit's SlurmExecutor and SlurmJob, with a job-state watcher that keeps the runner's output clean.
+
+    submitit polls ``sacct`` for the jobs' states; on a cluster without accounting ``sacct`` prints "Slurm
+    accounting storage is disabled" to the runner's terminal and submitit logs "Bypassing sacct error" at every
+    poll.  This watcher runs sacct with its output captured, and stops asking once sacct says accounting is off
+    (the executor then follows the jobs with ``squeue``, see :meth:`SlurmExecutor.wait`); other sacct errors are
+    kept in ``problem``, not printed.
+    """
+    if _SUBMITIT_CLASSES:
+        return _SUBMITIT_CLASSES["executor"], _SUBMITIT_CLASSES["job"]
+    import subprocess
+
+    from submitit.slurm import slurm as sl
+
+    class QuietSlurmInfoWatcher(sl.SlurmInfoWatcher):
+        accounting_off = False
+        problem: str | None = None
+
+        def update(self) -> None:
+            if self.accounting_off:
+                self._last_status_check = time.time()
+                return
+            command = self._make_command()
+            if command is None:
+                return
+            self._num_calls += 1
+            try:
+                r = subprocess.run(command, capture_output=True, timeout=120)
+            except (OSError, subprocess.SubprocessError) as e:
+                self.problem = f"{type(e).__name__}: {e}"
+            else:
+                text = (r.stderr or b"").decode(errors="replace").strip()
+                if r.returncode == 0:
+                    self._output = r.stdout
+                    self._info_dict.update(self.read_info(r.stdout))
+                else:
+                    self.problem = text or f"sacct exited with code {r.returncode}"
+                    if "accounting storage is disabled" in text.lower():
+                        self.accounting_off = True
+            self._last_status_check = time.time()
+            for job_id in self._registered - self._finished:
+                if self.is_done(job_id, mode="cache"):
+                    self._finished.add(job_id)
+
+    class QuietSlurmJob(sl.SlurmJob):
+        watcher = QuietSlurmInfoWatcher(delay_s=600)
+
+    class QuietSlurmExecutor(sl.SlurmExecutor):
+        job_class = QuietSlurmJob
+
+    _SUBMITIT_CLASSES.update(executor=QuietSlurmExecutor, job=QuietSlurmJob)
+    return QuietSlurmExecutor, QuietSlurmJob
+
+
+def _tail(path: Any, n: int = 3) -> list[str]:
+    """The last ``n`` non-empty lines of a text file (none when it cannot be read)."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [ln.rstrip() for ln in f.read()[-20000:].splitlines() if ln.strip()]
+    except OSError:
+        return []
+    return lines[-n:]
+
+
 class SlurmExecutor(Executor):
-    """One SLURM job per unit through submitit (jobs run ``run_unit`` on a compute node)."""
+    """One SLURM job per unit through submitit (jobs run ``run_unit`` on a compute node).
+
+    * Each job is submitted with exactly its own parameters (submitit's ``update_parameters`` accumulates: one
+      unit's ``--cpus-per-task``, ``--comment`` or GPUs would otherwise leak into the next job).
+    * A job that sbatch refuses (``--partition nosuch``, the controller unreachable) is a failed attempt of its
+      unit, retried or reported like any other (after ``resubmit_delay_s``), never an error of the whole run.
+    * A job that ends without writing its result (cancelled, killed, out of memory, node lost) is noticed with
+      ``squeue`` even where ``sacct`` does not answer (no accounting): once SLURM reports the job ended (or no
+      longer knows it) and ``gone_grace_s`` later its result is still missing, the attempt has failed.
+    """
 
     name = "slurm"
+    poll_s: float = 10.0               #: seconds between two looks at the jobs (result files, squeue)
+    gone_grace_s: float = 30.0         #: an ended job's result may take this long to appear (shared file systems)
+    resubmit_delay_s: float = 10.0     #: a refused submission is reported (and retried) after this long
+    settle_s: float = 60.0             #: a failed unit's report waits this long at most for its job's final state
 
     def __init__(self, folder: str, *, partition: str | None = None, time_min: int | None = None,
                  gpus_per_node: int | None = None, cpus_per_task: int | None = None,
-                 extra: Mapping[str, str] | None = None, poll_s: float = 10.0,
+                 extra: Mapping[str, str] | None = None, poll_s: float | None = None,
+                 gone_grace_s: float | None = None,
                  spec_for: Callable[[Unit], Mapping[str, Any]] | None = None) -> None:
         submitit = _need("submitit", "slurm")
         self.folder = str(folder)
         self.options = dict(partition=partition, time_min=time_min, gpus_per_node=gpus_per_node,
                             cpus_per_task=cpus_per_task, extra=extra)
         self.spec_for = spec_for
-        self.poll_s = poll_s
-        self._ex = submitit.SlurmExecutor(folder=os.path.join(self.folder, "%j"))
+        if poll_s is not None:
+            self.poll_s = poll_s
+        if gone_grace_s is not None:
+            self.gone_grace_s = gone_grace_s
+        executor_class, self._job_class = _submitit_classes(submitit)
+        self._ex = executor_class(folder=os.path.join(self.folder, "%j"))
+        self._ended: dict[str, tuple[float, str]] = {}     # job id -> (first seen ended, its state)
+        self._settling: dict[str, float] = {}               # job id -> when its failed result was first seen
 
     def spec(self, unit: Unit) -> Mapping[str, Any]:
         if self.spec_for is not None:
@@ -566,26 +673,137 @@ class SlurmExecutor(Executor):
         return slurm_job_spec(unit, folder=self.folder, **self.options)
 
     def submit(self, unit: Unit, attempt: int) -> Any:
-        self._ex.update_parameters(**dict(self.spec(unit)["parameters"]))
-        return self._ex.submit(run_unit_captured, unit, attempt)
+        import io
+
+        spec = self.spec(unit)
+        try:
+            self._ex.parameters = {}               # this job's parameters only, not the previous job's too
+            if spec.get("python"):
+                self._ex.python = _shquote(spec["python"])
+            self._ex.update_parameters(**dict(spec["parameters"]))
+            with contextlib.redirect_stderr(io.StringIO()):    # submitit echoes sbatch's error: it is in ours
+                return self._ex.submit(run_unit_captured, unit, attempt)
+        except Exception as e:
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            lines = [ln.split("error:", 1)[1].strip() if ln.startswith("sbatch: error:") else ln for ln in lines]
+            text = "; ".join(dict.fromkeys(lines[:4])) or type(e).__name__
+            return _Rejected(UnitError(f"sbatch refused the job: {text}"),
+                             time.monotonic() + self.resubmit_delay_s)
 
     def wait(self, handles, timeout):
         deadline = time.monotonic() + timeout
         while True:
-            out = []
-            for job in handles:
-                if job.done():
-                    try:
-                        ok, value = job.result()
-                        out.append((job, ok, value))
-                    except Exception as e:      # submitit: the job died, timed out, was cancelled
-                        out.append((job, False, e))
-            if out or time.monotonic() >= deadline:
+            now = time.monotonic()
+            out, live = [], []
+            for h in handles:
+                if isinstance(h, _Rejected):
+                    if now >= h.at:
+                        out.append((h, False, h.error))
+                elif h.done():
+                    res = self._outcome(h)
+                    if res is not None:
+                        out.append(res)
+                else:
+                    live.append(h)
+            if live:
+                out += self._ended_without_result(live)
+            if out or now >= deadline:
                 return out
-            time.sleep(min(self.poll_s, max(0.1, deadline - time.monotonic())))
+            wake = min([deadline, now + self.poll_s] + [h.at for h in handles if isinstance(h, _Rejected)])
+            time.sleep(max(0.05, wake - time.monotonic()))
+
+    def _outcome(self, job) -> tuple[Any, bool, Any] | None:
+        """``(job, ok, result or error)`` of a job that is done; None while a failed job's state settles."""
+        self._ended.pop(job.job_id, None)
+        try:
+            ok, value = job.result()
+        except Exception as e:      # submitit: the job died, timed out or was cancelled (sacct said so)
+            parts = str(e).split("----------------------")
+            if type(e).__name__ == "FailedJobError" and len(parts) >= 3:      # the job raised: its last line
+                trace = [ln for ln in parts[1].splitlines() if ln.strip()]
+                return job, False, UnitError(f"SLURM job {job.job_id} raised: {trace[-1].strip() if trace else e}"
+                                             f"; log: {job.paths.stderr}")
+            with contextlib.suppress(Exception):
+                state = job.watcher.get_state(job.job_id, mode="cache")
+                if state and state != "UNKNOWN":
+                    return job, False, self._job_error(job, state)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return job, False, self._job_error(job, f"{type(e).__name__}: {first}")
+        if not ok and isinstance(value, UnitError):
+            # did the unit fail because SLURM stopped its job (scancel, time limit, node failure)? Then the notebook
+            # only saw its kernel die: name the job's state. While SLURM still kills the job's processes the state
+            # reads COMPLETING: the report waits for the final state (at most settle_s).
+            st = (self._squeue([job.job_id]) or {}).get(str(job.job_id))
+            if st is not None and st[0] in SLURM_ACTIVE:
+                since = self._settling.setdefault(job.job_id, time.monotonic())
+                if time.monotonic() - since < self.settle_s:
+                    return None
+            self._settling.pop(job.job_id, None)
+            if st is not None and st[0] in SLURM_STOPPED:
+                value = UnitError(f"SLURM job {job.job_id} {st[0]}: {value.message}", value.failed_copy, value.host)
+        return job, ok, value
+
+    def _job_error(self, job, state: str) -> UnitError:
+        log = job.paths.stderr
+        lines = _tail(log)
+        return UnitError(f"SLURM job {job.job_id} ended ({state}) without writing its result; log: {log}"
+                         + "".join(f"\n      | {ln}" for ln in lines))
+
+    def _ended_without_result(self, jobs) -> list[tuple[Any, bool, Any]]:
+        """The jobs that SLURM says have ended (or no longer knows), ``gone_grace_s`` ago, and still have no result.
+
+        This does not need ``sacct`` (accounting): ``squeue -t all`` lists the jobs the controller knows, ended
+        ones until its ``MinJobAge``; a job it does not list at all has ended too.
+        """
+        states = self._squeue([j.job_id for j in jobs])
+        if states is None:                     # squeue did not answer: nothing can be said this time
+            return []
+        now = time.monotonic()
+        out = []
+        for job in jobs:
+            st = states.get(job.job_id)
+            if st is not None and st[0] in SLURM_ACTIVE:
+                self._ended.pop(job.job_id, None)
+                continue
+            what = (st[0] + (f", {st[1]}" if st[1] and st[1] not in ("None", "(null)") else "")) if st \
+                else "no longer known to SLURM"
+            since, what = self._ended.setdefault(job.job_id, (now, what))
+            if now - since < self.gone_grace_s:
+                continue
+            if job.done(force_check=False):    # the result appeared after all
+                res = self._outcome(job)
+                if res is not None:
+                    out.append(res)
+                continue
+            self._ended.pop(job.job_id, None)
+            out.append((job, False, self._job_error(job, what)))
+        return out
+
+    @staticmethod
+    def _squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
+        """``{job id: (state, reason)}`` of the jobs the controller knows; None when squeue fails."""
+        import subprocess
+
+        ids = sorted({str(j).split("_")[0] for j in job_ids})
+        try:
+            r = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"],
+                               capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if r.returncode != 0:
+            # every id unknown: "slurm_load_jobs error: Invalid job id specified"
+            return {} if "invalid job id" in r.stderr.lower() else None
+        out = {}
+        for line in r.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 2 and parts[0]:
+                out[parts[0]] = (parts[1].strip().upper(), parts[2].strip() if len(parts) > 2 else "")
+        return out
 
     def cancel(self, handles) -> None:
         for job in handles:
+            if isinstance(job, _Rejected):
+                continue
             with contextlib.suppress(Exception):
                 job.cancel(check=False)
 
