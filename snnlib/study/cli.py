@@ -848,6 +848,8 @@ class _Printer:
         tries = f" ({st.attempts} attempts)" if st.attempts > 1 else ""
         print(f"{self.tag(st)}: FAILED{tries} after {_fmt_s(wall)}: {_err_text(err)}",
               file=sys.stderr)
+        if getattr(st, "note", None) and st.note.startswith("not retried"):
+            print(f"    {st.note}", file=sys.stderr)
         failed_copy = getattr(err, "failed_copy", None)
         if failed_copy:
             print(f"    executed copy with the traceback: {_rel(Path(failed_copy), p.root)}",

@@ -113,10 +113,18 @@ class Unit:
 
 
 class UnitError(Exception):
-    """A unit failed.  Picklable across processes (all state in ``args``)."""
+    """A unit failed.  Picklable across processes (all state in ``args``).
 
-    def __init__(self, message: str, failed_copy: str | None = None, host: str | None = None):
-        super().__init__(message, failed_copy, host)
+    retry: whether another attempt may succeed; False for a Python error raised in a cell (the same inputs raise
+    it again) and for a job stopped at its time limit (the same limit stops it again).
+    """
+
+    def __init__(self, message: str, failed_copy: str | None = None, host: str | None = None, retry: bool = True):
+        super().__init__(message, failed_copy, host, retry)
+
+    @property
+    def retry(self) -> bool:
+        return self.args[3] if len(self.args) > 3 else True
 
     @property
     def message(self) -> str:
@@ -172,7 +180,7 @@ def run_unit(unit: Unit, attempt: int = 1) -> dict[str, Any]:
             else:
                 raise UnitError(f"unknown unit kind {unit.kind!r}")
         except UnitError as e:
-            raise UnitError(e.message, e.failed_copy, host) from None
+            raise UnitError(e.message, e.failed_copy, host, e.retry) from None
         except Exception as e:
             failed_copy = getattr(e, "failed_copy", None)
             msg = str(e) if isinstance(e, NotebookFailed) else f"{type(e).__name__}: {e}"
@@ -180,7 +188,8 @@ def run_unit(unit: Unit, attempt: int = 1) -> dict[str, Any]:
                 frames = traceback.extract_tb(e.__traceback__)[-2:]
                 msg += "".join(f"\n      | at {os.path.basename(f.filename)}:{f.lineno} in {f.name}"
                                for f in frames)
-            raise UnitError(msg, str(failed_copy) if failed_copy else None, host) from None
+            raise UnitError(msg, str(failed_copy) if failed_copy else None, host,
+                            retry=not getattr(e, "deterministic", False)) from None
     return {"id": unit.id, "status": OK, "attempt": attempt, "host": host, "pid": os.getpid(),
             "started_utc": started, "finished_utc": utc_now(),
             "wall_time_s": round(time.monotonic() - t0, 3), **info}
@@ -740,14 +749,15 @@ class SlurmExecutor(Executor):
                     return None
             self._settling.pop(job.job_id, None)
             if st is not None and st[0] in SLURM_STOPPED:
-                value = UnitError(f"SLURM job {job.job_id} {st[0]}: {value.message}", value.failed_copy, value.host)
+                value = UnitError(f"SLURM job {job.job_id} {st[0]}: {value.message}", value.failed_copy, value.host,
+                                  retry=value.retry and st[0] != "TIMEOUT")   # the same limit stops it again
         return job, ok, value
 
     def _job_error(self, job, state: str) -> UnitError:
         log = job.paths.stderr
         lines = _tail(log)
         return UnitError(f"SLURM job {job.job_id} ended ({state}) without writing its result; log: {log}"
-                         + "".join(f"\n      | {ln}" for ln in lines))
+                         + "".join(f"\n      | {ln}" for ln in lines), retry="TIMEOUT" not in state)
 
     def _ended_without_result(self, jobs) -> list[tuple[Any, bool, Any]]:
         """The jobs that SLURM says have ended (or no longer knows), ``gone_grace_s`` ago, and still have no result.
@@ -944,10 +954,12 @@ def run_grid(units: Sequence[Unit], executor: Executor, *, retries: int = 1,
                     continue
                 err = value if isinstance(value, BaseException) else RuntimeError(str(value))
                 st.error = err
-                if st.attempts <= retries:
+                if st.attempts <= retries and getattr(err, "retry", True):
                     rep.retrying(st, err)
                     launch(st)                 # the retry goes out at once
                     continue
+                if st.attempts <= retries:
+                    st.note = "not retried: the same inputs fail the same way (a Python error in a cell, a time limit)"
                 st.status = FAILED
                 rep.finished(st)
                 if not keep_going:

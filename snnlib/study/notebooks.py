@@ -29,12 +29,22 @@ def relative_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-class NotebookFailed(Exception):
-    """A notebook raised: the message names the cell; ``failed_copy`` is the executed copy with the traceback."""
+#: exceptions raised in a cell that may not happen again on another attempt (memory, files, the network)
+TRANSIENT_ERRORS = frozenset({"MemoryError", "OSError", "IOError", "TimeoutError", "ConnectionError",
+                              "ConnectionResetError", "BrokenPipeError", "InterruptedError", "OutOfMemoryError"})
 
-    def __init__(self, message: str, failed_copy: Path | None) -> None:
+
+class NotebookFailed(Exception):
+    """A notebook raised: the message names the cell; ``failed_copy`` is the executed copy with the traceback.
+
+    deterministic: a cell raised a Python exception that another attempt on the same inputs would raise again
+    (not one of :data:`TRANSIENT_ERRORS`); False for a kernel that died or could not start, which a retry may fix.
+    """
+
+    def __init__(self, message: str, failed_copy: Path | None, deterministic: bool = False) -> None:
         super().__init__(message)
         self.failed_copy = failed_copy
+        self.deterministic = deterministic
 
 
 def hide_injected_parameters(nb: Any) -> int:
@@ -120,7 +130,7 @@ def execute_notebook(in_path: str | os.PathLike, out_path: str | os.PathLike,
             snippet += "\n      | ..."
         raise NotebookFailed(
             f"cell {index} (0-based, In [{e.exec_count}]) raised {e.ename}: {e.evalue}\n"
-            f"{snippet}", kept) from None
+            f"{snippet}", kept, deterministic=e.ename not in TRANSIENT_ERRORS) from None
     except BaseException as e:
         if isinstance(e, Exception):
             kept = _keep_failed(tmp, failed_copy)

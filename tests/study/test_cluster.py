@@ -333,8 +333,10 @@ def test_dask_failures_summary_and_rerun_command(capsys, tmp_path, cluster):
                  "--no-train-units", "--only", "leak,05,07", "--keep-going")
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "03_leak: FAILED (2 attempts)" in err and "ValueError: boom" in err
-    assert "Failures:\n  03_leak (2 attempts): cell 1" in err
+    # a Python error in a cell is not retried (the same inputs raise it again), and the runner says why
+    assert "03_leak: FAILED after" in err and "ValueError: boom" in err and "03_leak: attempt 1 failed" not in err
+    assert "not retried: the same inputs fail the same way" in err
+    assert "Failures:\n  03_leak (1 attempt): cell 1" in err
     assert ("rerun only the notebooks that did not finish: python -m snnlib.study run "
             "--profile smoke --only 03_leak ") in err
     assert f"--executor dask --scheduler {lc.scheduler_address}" in err
@@ -628,3 +630,33 @@ def test_local_runs_say_how_long_a_notebook_has_run_and_where_it_is(capsys, tmp_
     assert beats, out[-2000:]
     assert any(re.search(r"\(estimate [^)]+\), cell (\d+) of \1$", line) for line in beats), beats
     assert main(_argv(tmp_path, book, "--only", "02", "--progress-every", "0")) == 2
+
+
+def test_failures_that_would_repeat_are_not_retried():
+    """A Python error in a cell or a time-limit hit fails the same way again: no second attempt; a crash is retried."""
+    class Once(FakeExecutor):
+        def wait(self, handles, timeout):
+            h = handles[0]
+            retry = h[0] != "nb/01"                  # 01: a deterministic error; the others: a crash
+            return [(h, h[2], {"id": h[0]} if h[2] else X.UnitError(f"boom {h[0]}", retry=retry))]
+
+    ex = Once(fails={"nb/01": 5, "nb/02": 1})
+    states = run_grid(_grid(), ex, retries=2, keep_going=True)
+    assert states["nb/01"].status == X.FAILED and states["nb/01"].attempts == 1
+    assert states["nb/01"].note.startswith("not retried")
+    assert states["nb/02"].status == X.OK and states["nb/02"].attempts == 2
+    import pickle
+    e = pickle.loads(pickle.dumps(X.UnitError("m", None, "h", retry=False)))
+    assert e.retry is False and e.host == "h" and X.UnitError("m").retry is True
+
+
+def test_a_cell_error_is_deterministic_a_dead_kernel_is_not(tmp_path):
+    from snnlib.study import notebooks
+    book = _dummy_book(tmp_path / "book", {"02_discretization": "raise ValueError('boom')",
+                                           "03_leak": "raise MemoryError()"})
+    for stem, deterministic in (("02_discretization", True), ("03_leak", False)):
+        with pytest.raises(notebooks.NotebookFailed) as info:
+            notebooks.execute_notebook(book / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb",
+                                       {"results_dir": str(tmp_path / "res")}, cwd=ROOT,
+                                       failed_copy=tmp_path / f"{stem}.failed.ipynb")
+        assert info.value.deterministic is deterministic
