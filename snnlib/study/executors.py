@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..machine import utc_now
-from .notebooks import NotebookFailed
+from .notebooks import NotebookFailed, running_prefix
 
 __all__ = [
     "Unit",
@@ -287,7 +287,8 @@ class _Done:
 
 def notebook_progress(unit: Unit) -> str | None:
     """"cell 5 of 12" for a notebook unit running in this process (read from the executed copy papermill keeps
-    saving next to the output, ``.<notebook>.running-<pid>-*.ipynb``); None when there is nothing to read yet."""
+    saving next to the output, :func:`~snnlib.study.notebooks.running_prefix`); None when there is nothing to read
+    yet."""
     import glob
     import json
 
@@ -295,7 +296,7 @@ def notebook_progress(unit: Unit) -> str | None:
     if not out:
         return None
     folder, stem = os.path.dirname(os.path.abspath(out)), os.path.splitext(os.path.basename(out))[0]
-    found = sorted(glob.glob(os.path.join(folder, f".{stem}.running-{os.getpid()}-*.ipynb")), key=os.path.getmtime)
+    found = sorted(glob.glob(os.path.join(folder, f"{running_prefix(stem)}*.ipynb")), key=os.path.getmtime)
     if not found:
         return None
     try:

@@ -12,7 +12,8 @@ from ..files import atomic_write_bytes
 KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
 
 __all__ = ["NotebookFailed", "execute_notebook", "relative_path", "hide_injected_parameters",
-           "hide_injected_parameters_in", "INJECTED_TAG", "HIDE_TAG"]
+           "hide_injected_parameters_in", "INJECTED_TAG", "HIDE_TAG", "running_prefix", "remove_stale_copies",
+           "TRANSIENT_ERRORS"]
 
 #: the tag papermill gives the cell of parameters it injects
 INJECTED_TAG = "injected-parameters"
@@ -45,6 +46,41 @@ class NotebookFailed(Exception):
         super().__init__(message)
         self.failed_copy = failed_copy
         self.deterministic = deterministic
+
+
+def running_prefix(notebook: str, pid: int | None = None) -> str:
+    """Name start of the copy papermill writes while ``notebook`` runs in process ``pid`` (default: this one) on
+    this host: ``.<notebook>.running-<host>-<pid>-``; the runner replaces the output with it on success."""
+    import socket
+    host = socket.gethostname().replace("-", "_")
+    return f".{notebook}.running-{host}-{os.getpid() if pid is None else pid}-"
+
+
+def remove_stale_copies(folder: str | os.PathLike, notebook: str) -> list[Path]:
+    """Delete the running copies of ``notebook`` in ``folder`` left by processes of this host that no longer exist
+    (a killed worker or runner); returns them.  Copies of live processes and of other hosts are left alone (two runs
+    at once each keep their own)."""
+    import socket
+    host = socket.gethostname().replace("-", "_")
+    removed = []
+    for p in Path(folder).glob(f".{notebook}.running-{host}-*-*.ipynb"):
+        pid = p.name[len(f".{notebook}.running-{host}-"):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def hide_injected_parameters(nb: Any) -> int:
@@ -112,7 +148,8 @@ def execute_notebook(in_path: str | os.PathLike, out_path: str | os.PathLike,
     root = Path(cwd)
     nb = out_path.stem
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.parent / f".{nb}.running-{os.getpid()}-{uuid.uuid4().hex[:8]}.ipynb"
+    remove_stale_copies(out_path.parent, nb)
+    tmp = out_path.parent / f"{running_prefix(nb)}{uuid.uuid4().hex[:8]}.ipynb"
     try:
         pm.execute_notebook(
             str(in_path), str(tmp), parameters=parameters, kernel_name=kernel,

@@ -660,3 +660,25 @@ def test_a_cell_error_is_deterministic_a_dead_kernel_is_not(tmp_path):
                                        {"results_dir": str(tmp_path / "res")}, cwd=ROOT,
                                        failed_copy=tmp_path / f"{stem}.failed.ipynb")
         assert info.value.deterministic is deterministic
+
+
+def test_copies_left_by_killed_processes_are_removed_not_those_of_live_ones(tmp_path):
+    """A killed worker or runner leaves papermill's running copy next to the output; the next run of that notebook
+    on the host removes it, and leaves the copies of live processes (a concurrent run) and of other hosts."""
+    import subprocess
+    import sys
+    from snnlib.study import notebooks
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{notebooks.running_prefix('02_discretization', dead.pid)}abcd1234.ipynb"
+    live = tmp_path / f"{notebooks.running_prefix('02_discretization')}abcd1234.ipynb"
+    other_host = tmp_path / ".02_discretization.running-otherhost-1-abcd1234.ipynb"
+    other_nb = tmp_path / f"{notebooks.running_prefix('03_leak', dead.pid)}abcd1234.ipynb"
+    for p in (stale, live, other_host, other_nb):
+        p.write_text("{}")
+    assert notebooks.remove_stale_copies(tmp_path, "02_discretization") == [stale]
+    assert not stale.exists() and live.exists() and other_host.exists() and other_nb.exists()
+    book = _dummy_book(tmp_path / "book")
+    notebooks.execute_notebook(book / "03_leak.ipynb", tmp_path / "03_leak.ipynb", {"results_dir": str(tmp_path)},
+                               cwd=ROOT, failed_copy=tmp_path / "03_leak.failed.ipynb")
+    assert not other_nb.exists() and (tmp_path / "03_leak.ipynb").is_file()
