@@ -376,10 +376,14 @@ class DaskExecutor(Executor):
             else:
                 self.client = distributed.Client(scheduler, timeout="60s")
         else:
+            import dask
             n = workers or max(1, min(os.cpu_count() or 1, 4))
-            self.cluster = distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                env=dict(worker_env or {}))
+            # a unit whose worker dies comes back to the runner as a failure, which it retries and counts
+            # (the scheduler's own silent reruns would hide those attempts)
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self.cluster = distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    env=dict(worker_env or {}))
             self.client = distributed.Client(self.cluster)
         self._seq = 0
         if scheduler:
@@ -400,6 +404,18 @@ class DaskExecutor(Executor):
             print(f"note: could not check that the Dask cluster imports snnlib ({type(e).__name__}: {e})",
                   file=sys.stderr, flush=True)
             return
+        try:
+            def allowed_failures():
+                import dask
+                return dask.config.get("distributed.scheduler.allowed-failures", 3)
+            reruns = int(self.client.run_on_scheduler(allowed_failures))
+        except Exception:
+            reruns = 0
+        if reruns:
+            print(f"note: this Dask scheduler reruns a unit whose worker dies up to {reruns} time(s) on its own; "
+                  "the runner neither sees nor counts those attempts. Start the scheduler with "
+                  "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 to have every attempt counted and reported "
+                  "(--retries).", file=sys.stderr, flush=True)
         bad = [f"{name} ({r['python']})" for name, r in where.items() if not r["ok"]]
         if bad:
             self.close()

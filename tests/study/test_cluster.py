@@ -456,11 +456,11 @@ time.sleep({sleep})
 """
 
 
-def _dask_cli(*args: str, log: Path):
+def _dask_cli(*args: str, log: Path, **env_changes):
     import subprocess
     import sys
     dask = Path(sys.executable).parent / "dask"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **env_changes)
     return subprocess.Popen([str(dask), *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)         # its own process group: killed with its children
 
@@ -484,8 +484,10 @@ def test_real_dask_cluster_survives_a_worker_killed_mid_unit(capsys, tmp_path):
     import threading
     distributed = pytest.importorskip("distributed")
     sched_file = tmp_path / "scheduler.json"
+    # with allowed-failures 0 the scheduler does not rerun the unit on its own: the runner sees the worker's death,
+    # retries and counts the attempt (the README says to start schedulers so)
     procs = [_dask_cli("scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file),
-                       log=tmp_path / "scheduler.log")]
+                       log=tmp_path / "scheduler.log", DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")]
     try:
         _wait_for(sched_file.is_file, 60, "the scheduler file")
         for name in ("w1", "w2"):
@@ -513,6 +515,10 @@ def test_real_dask_cluster_survives_a_worker_killed_mid_unit(capsys, tmp_path):
         argv = _argv(tmp_path, book, "--executor", "dask", "--scheduler", address, "--no-train-units",
                      "--only", "01,02,07", "--retries", "1")
         assert main(argv) == 0, capsys.readouterr().err[-3000:]
+        cap = capsys.readouterr()
+        assert "02_discretization: attempt 1 failed" in cap.err, cap.err[-3000:]
+        assert "succeeded after a retry: 02_discretization (2 attempts)" in cap.out
+        assert "reruns a unit whose worker dies" not in cap.err
         killer.join(timeout=5)
         assert len(killed) == 1, f"the worker of 02 was not found among {[p.pid for p in procs]} ({workers})"
         starts = marker.read_text().split()
