@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-__all__ = ["atomic_file", "atomic_write_bytes", "atomic_save_torch", "atomic_write_json", "to_jsonable",
+__all__ = ["WriteFailed", "atomic_file", "atomic_write_bytes", "atomic_save_torch", "atomic_write_json", "to_jsonable",
            "file_lock", "folder_problem", "make_writable_folder"]
 
 
@@ -38,10 +38,28 @@ def atomic_file(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, WriteFailed):
+            # a full disk, a quota, a lost mount: torch reports it as "PytorchStreamWriter failed writing file
+            # data/0"; say which file, how much room is left and what to do (nothing half-written stays behind)
+            raise WriteFailed(f"cannot write {path}: {e}; {_free_space(path.parent)} on that file system. Nothing "
+                              "was left half-written: free some space (or choose another folder) and run again, "
+                              "finished work is kept") from e
         raise
+
+
+class WriteFailed(OSError):
+    """A file could not be written (full disk, quota, read-only or lost mount); names the file and the free space."""
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return "free space unknown"
+    return f"{st.f_bavail * st.f_frsize / 2 ** 20:.0f} MB free"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

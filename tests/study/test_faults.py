@@ -130,3 +130,42 @@ def test_truncated_cache_entry_is_rebuilt_not_loaded(tmp_path):
     out = cache.get_or_build("ann", cfg, lambda: built.append(1) or {"w": torch.ones(3)})
     assert built == [1] and torch.equal(out["w"], torch.ones(3))
     assert torch.equal(cache.load("ann", cfg)["w"], torch.ones(3))
+
+
+@pytest.mark.parametrize("write", ["bytes", "torch"])
+def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(tmp_path, monkeypatch, write):
+    """A write that fails for lack of space (torch reports 'PytorchStreamWriter failed writing file') ends in one
+    error naming the file and the free space; the old file is intact and no temp file remains."""
+    import errno
+
+    import torch
+    from snnlib import files
+
+    target = tmp_path / "state.pt"
+    target.write_bytes(b"old")
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    with pytest.raises(files.WriteFailed, match=r"cannot write .*state\.pt: .* MB free on that file system"):
+        if write == "bytes":
+            files.atomic_write_bytes(target, b"x" * 100)
+        else:
+            files.atomic_save_torch({"w": torch.ones(1000)}, target)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
