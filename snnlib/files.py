@@ -41,13 +41,23 @@ def atomic_file(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, WriteFailed):
+        if _is_write_failure(e):
             # a full disk, a quota, a lost mount: torch reports it as "PytorchStreamWriter failed writing file
             # data/0"; say which file, how much room is left and what to do (nothing half-written stays behind)
             raise WriteFailed(f"cannot write {path}: {e}; {_free_space(path.parent)} on that file system. Nothing "
                               "was left half-written: free some space (or choose another folder) and run again, "
                               "finished work is kept") from e
         raise
+
+
+def _is_write_failure(e: BaseException) -> bool:
+    """A failure of the write itself (not an exception of the caller's code inside ``atomic_file``)."""
+    import errno
+    if isinstance(e, WriteFailed):
+        return False
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+    return isinstance(e, RuntimeError) and "failed writing" in str(e)     # torch's PytorchStreamWriter
 
 
 class WriteFailed(OSError):
