@@ -156,7 +156,8 @@ def test_committed_results_load(profile):
     S = R.load_study(d)
     for nb in R.CHAPTER_RESULTS:
         assert S.chapter(nb) is not None, nb
-    assert len(S.training_method.rows) > 0 and len(S.attack_source.cells) == 36
+    # 2 attacks x 6 sources x 3 targets, once per target seed
+    assert len(S.training_method.rows) > 0 and len(S.attack_source.cells) in (36, 72)
     summary = R.from_json(d / "07_summary.json")
     assert isinstance(summary, R.SummaryFile)
     ids = [c.id for c in summary.claims]
