@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from ..attacks import ATTACKS, Attack
 from ..attacks.suite import adaptive_suite, default_alpha, surrogate_variants
 from ..encoding import PoissonEncoder
 from ..models import SpikingVGG
+from ..robustness.cascade import audit, cascade_worst_case
 from ..robustness.evaluation import evaluate_attack
 from ..robustness.masking import badge, run_checks, zero_gradients
 from ..robustness.outcomes import Outcomes
@@ -38,10 +39,10 @@ from .claims import PAPER_TABLE_I
 from .formatting import format_percent
 from .pipeline import ModelSet, build_models, resolve_device
 from .profiles import KNOWN_PARAMS, ProfileError, validate_overrides
-from .records import (AttackRecord, AttackSourceResults, ChapterFile, CheckRecord, ClaimRow, CleanRow,
-                      DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
-                      LeakResults, LeakRow, MaskingReport, ModelsResults, SummaryFile, TimestepPoint,
-                      TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
+from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
+                      CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
+                      LeakResults, LeakRow, MaskingReport, ModelsResults, StageRow, SummaryFile,
+                      TimestepPoint, TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
@@ -49,7 +50,8 @@ __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_
            "conversion_timesteps", "accuracy_vs_T", "training_histories",
            "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
            "discretization_results", "leak_results", "training_method_results", "attack_source_results",
-           "zero_gradient_share", "adaptive_attacks", "masking_report", "worst_case_outcomes", "target_pairs",
+           "zero_gradient_share", "adaptive_attacks", "autoattack_stages", "masking_report", "worst_case_outcomes",
+           "cascade_stages", "cascade_report", "full_outcomes", "target_pairs",
            "gradient_masking_results", "images_for", "save_summary", "KINDS", "PAPER_TABLE_I"]
 
 KINDS = ("ANN", "SNN-conv", "SNN-BP")
@@ -627,30 +629,40 @@ class AdaptiveAttacks:
     paper_pgd: str
     paper_fgsm: str
     transfer: str      # the black-box transfer compared with the white-box attack (twin of the same kind)
+    transfers: List[str] = field(default_factory=list)   # every attack crafted on another trained model
+
+    def crafted_on_target(self) -> List[str]:
+        """The attacks crafted on the target itself (its own weights, any gradient or surrogate), in order."""
+        return [k for k in self.attacks if k not in self.transfers]
 
 
-def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> AdaptiveAttacks:
+def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float,
+                     twin: Optional[ModelSet] = None) -> AdaptiveAttacks:
     """The papers' attacks next to the adaptive ones for one target.
 
     SNNs: FGSM and PGD with Algorithm 1 (the papers', :func:`make_attack`), then
     :func:`snnlib.attacks.suite.adaptive_suite` (PGD with EOT over Poisson draws, rate-based PGD (BPTR, RGA), PGD
     through the ANN of the same weights (BPDA) and long PGD with restarts, at ``long_pgd_steps`` x ``restarts``),
-    with short PGD (``pgd_steps``) through each other surrogate of ``surrogates`` before the long one, and the
-    papers' black-box transfers (from the twin of the same kind and from the twin ANN).  ANN: FGSM, PGD, long PGD
-    with restarts and the transfer from the twin ANN.
+    with short PGD (``pgd_steps``) through each other surrogate of ``surrogates`` before the long one, then
+    :func:`autoattack_stages` (APGD-CE and APGD-DLR with EOT, the gradient-free Square), and the papers' black-box
+    transfers (from the twin of the same kind and from the twin ANN).  ANN: FGSM, PGD, long PGD with restarts,
+    APGD-CE, APGD-DLR, Square and the transfer from the twin ANN.  twin: the black-box sources (default: the
+    second seed's).  Every attack's randomness comes from ``attack_seed``.
     """
     from ..attacks import PGD
     P = ctx.params
     eps = float(eps_255) / 255
-    steps, L, R, seed = int(P["pgd_steps"]), int(P["long_pgd_steps"]), int(P["restarts"]), int(P["eval_seed"])
-    twin = ctx.twin.kinds()[kind]
+    steps, L, R, seed = int(P["pgd_steps"]), int(P["long_pgd_steps"]), int(P["restarts"]), int(P["attack_seed"])
+    twin_set = ctx.twin if twin is None else twin
+    twin = twin_set.kinds()[kind]
     if not isinstance(model, SpikingVGG):
         paper_pgd, transfer = f"PGD-{steps} (paper)", f"PGD-{steps} transfer from twin ANN"
         attacks = {"FGSM (paper)": make_attack("fgsm", model, eps_255, P),
                    paper_pgd: make_attack("pgd", model, eps_255, P),
                    f"PGD-{L}x{R}": PGD(model, eps, alpha=default_alpha(eps, L), steps=L, restarts=R, seed=seed),
+                   **autoattack_stages(model, eps, P, eot=1),
                    transfer: make_attack("pgd", twin, eps_255, P)}
-        return AdaptiveAttacks(attacks, paper_pgd, "FGSM (paper)", transfer)
+        return AdaptiveAttacks(attacks, paper_pgd, "FGSM (paper)", transfer, [transfer])
     paper_pgd = f"PGD-{steps} Alg.1 (paper)"
     suite = adaptive_suite(model, eps, steps=L, restarts=R, eot=int(P["eot_samples"]), eot_steps=steps,
                            paper_steps=steps, surrogates=(), seed=seed)
@@ -665,10 +677,29 @@ def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float) 
         if name == long_bptt:
             attacks.update(short_surrogates)
         attacks[name] = atk
+    attacks.update(autoattack_stages(model, eps, P, eot=int(P["eot_samples"])))
     transfer = f"PGD-{steps} transfer from twin {kind}"
     attacks[transfer] = make_attack("pgd", twin, eps_255, P)
-    attacks[f"PGD-{steps} transfer from twin ANN"] = make_attack("pgd", ctx.twin.ann, eps_255, P)
-    return AdaptiveAttacks(attacks, paper_pgd, "FGSM Alg.1 (paper)", transfer)
+    from_ann = f"PGD-{steps} transfer from twin ANN"
+    attacks[from_ann] = make_attack("pgd", twin_set.ann, eps_255, P)
+    return AdaptiveAttacks(attacks, paper_pgd, "FGSM Alg.1 (paper)", transfer, [transfer, from_ann])
+
+
+def autoattack_stages(model: nn.Module, eps: float, P: Mapping[str, Any], eot: int) -> Dict[str, Attack]:
+    """AutoAttack's attacks from torchattacks (:mod:`snnlib.attacks.external`) on ``model``: APGD-CE and APGD-DLR
+    at ``apgd_steps`` iterations with ``eot`` gradient passes per step, and the gradient-free Square at
+    ``square_queries`` queries (the masking check: it needs no gradient); a parameter of 0 (or absent) leaves its
+    attacks out.  eps: budget in [0, 1] pixel units."""
+    from ..attacks.external import APGD, Square
+    seed, out = int(P["attack_seed"]), {}
+    steps, queries = int(P.get("apgd_steps", 0)), int(P.get("square_queries", 0))
+    if steps:
+        for loss in ("ce", "dlr"):
+            name = f"APGD-{loss.upper()}-{steps}" + (f" EOT-{eot}" if eot > 1 else "")
+            out[name] = APGD(model, eps, steps=steps, loss=loss, eot=eot, seed=seed)
+    if queries:
+        out[f"Square-{queries}"] = Square(model, eps, queries=queries, seed=seed)
+    return out
 
 
 def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> MaskingReport:
@@ -702,18 +733,16 @@ def masking_report(ctx: Context, kind: str, model: nn.Module, eps_255: float) ->
                          acc_by_eps={str(k): v for k, v in acc_by_eps.items()},
                          checks=[CheckRecord(**c.to_dict()) for c in checks], badge=badge(checks),
                          paper_attack=adaptive.paper_pgd,
-                         outcomes=worst_case_outcomes(wc.outcomes, adaptive, model))
+                         outcomes=worst_case_outcomes(wc.outcomes, adaptive))
 
 
-def worst_case_outcomes(outcomes: Mapping[str, Outcomes], adaptive: AdaptiveAttacks,
-                        model: nn.Module) -> Dict[str, Outcomes]:
+def worst_case_outcomes(outcomes: Mapping[str, Outcomes], adaptive: AdaptiveAttacks) -> Dict[str, Outcomes]:
     """The per-image outcomes chapter 6 keeps: "clean", "paper" (the papers' PGD) and the worst cases (clean
     included, majority vote per attack, K = 1): over every attack, over the attacks crafted on the target itself
     ("worst_case_whitebox") and over the transfer attacks ("worst_case_transfer")."""
     clean = outcomes["clean"]
-    groups = {"worst_case": list(adaptive.attacks),
-              "worst_case_whitebox": [k for k, a in adaptive.attacks.items() if a.model is model],
-              "worst_case_transfer": [k for k, a in adaptive.attacks.items() if a.model is not model]}
+    groups = {"worst_case": list(adaptive.attacks), "worst_case_whitebox": adaptive.crafted_on_target(),
+              "worst_case_transfer": list(adaptive.transfers)}
     out = {"clean": clean, "paper": outcomes[adaptive.paper_pgd]}
     for name, keys in groups.items():
         if keys:
@@ -723,15 +752,84 @@ def worst_case_outcomes(outcomes: Mapping[str, Outcomes], adaptive: AdaptiveAtta
     return out
 
 
+def cascade_stages(adaptive: AdaptiveAttacks) -> List[Tuple[str, Attack]]:
+    """The cascade's order: the papers' PGD, the other attacks crafted on the target (as listed: the cheap ones
+    first, the gradient-free Square last), then the transfers from the other trained models."""
+    own = [(k, adaptive.attacks[k]) for k in adaptive.crafted_on_target() if k != adaptive.paper_pgd]
+    transfers = [(k, adaptive.attacks[k]) for k in adaptive.transfers]
+    return [(adaptive.paper_pgd, adaptive.attacks[adaptive.paper_pgd])] + own + transfers
+
+
+def cascade_report(ctx: Context, kind: str, target_set: ModelSet, twin_set: ModelSet, eps_255: float,
+                   full: Optional[MaskingReport] = None) -> CascadeRecord:
+    """The cascade worst case of ``kind`` of ``target_set`` over :func:`adaptive_attacks` (transfers from
+    ``twin_set``) on every attack image (:func:`images_for`), scored as chapter 6 scores (``eval_draws``, majority).
+
+    full: the full suite of the same target on the first images; when given, the cascade is audited against it
+    (:func:`snnlib.robustness.cascade.audit`: images the cascade missed).
+    """
+    P = ctx.params
+    model = target_set.kinds()[kind]
+    n = images_for(ctx, kind)
+    ids = ctx.attack_ids()[:n]
+    adaptive = adaptive_attacks(ctx, kind, model, eps_255, twin=twin_set)
+    stages = cascade_stages(adaptive)
+    res = cascade_worst_case(model, stages, ctx.x[:n], ctx.y[:n], image_ids=ids, eval_seed=int(P["eval_seed"]),
+                             draws=int(P["eval_draws"]))
+    own = set(adaptive.crafted_on_target())
+    first_transfer = 1 + next((i for i, (k, _) in enumerate(stages) if k not in own), len(stages))
+    whitebox_robust = (res.first_fooled < 0) | (res.first_fooled >= first_transfer)
+    names = [k for k, _ in stages]
+
+    def outcome(robust: Tensor, group: str, attacks: List[str]) -> Outcomes:
+        return Outcomes(res.image_ids, robust.numpy()[None, :], int(P["eval_seed"]), None,
+                        {"attacks": attacks, "worst_case": group})
+
+    clean = res.first_fooled != 0          # stage 0 scores the unattacked images
+    audited = None
+    if full is not None and full_outcomes(full):
+        m = min(full.n, n)                  # the audit images are the leading attack images
+        per_attack = {k: torch.as_tensor(o.majority()[:m]) for k, o in full_outcomes(full).items()}
+        audited = audit(per_attack, res, image_ids=ids[:m]).to_dict()
+    return CascadeRecord(
+        kind=kind, seed=int(target_set.seed), n=n, eps_255=float(eps_255),
+        stages=[StageRow(whitebox=(st.name in own), **st.to_dict()) for st in res.stages[1:]],
+        worst_case=res.accuracy, whitebox=accuracy_from_outcomes(whitebox_robust.numpy()),
+        outcomes={"clean": outcome(clean, "clean", []),
+                  "worst_case": outcome(res.robust, "every stage", names),
+                  "worst_case_whitebox": outcome(whitebox_robust, "stages crafted on the target",
+                                                 [k for k in names if k in own])},
+        audit=audited)
+
+
+def full_outcomes(report: MaskingReport) -> Dict[str, Outcomes]:
+    """The per-image outcomes of the full suite on the audit images that :func:`audit` compares: "clean" and the
+    worst case over every attack."""
+    o = report.outcomes or {}
+    return {k: o[k] for k in ("clean", "worst_case") if k in o}
+
+
 def gradient_masking_results(ctx: Context, eps_255: float,
                              log: Callable[[str], Any] = print) -> GradientMaskingResults:
-    """Chapter 6: a :func:`masking_report` for every kind of the white-box target set."""
+    """Chapter 6: a :func:`masking_report` (the full suite on the audit images) for every kind of the white-box
+    target set, and a :func:`cascade_report` on every attack image for every kind and training seed (each seed
+    the other's black-box source; the first seed's cascade audited against its full suite)."""
     reports = {}
     for kind, model in ctx.target.kinds().items():
         r = reports[kind] = masking_report(ctx, kind, model, eps_255)
-        log(f"{kind}: papers' attack {format_percent(r.paper)}, worst case {format_percent(r.worst_case)}   "
-            f"{r.badge}")
-    return GradientMaskingResults(worst_case=reports, eps_255=float(eps_255))
+        log(f"{kind}: papers' attack {format_percent(r.paper)}, worst case {format_percent(r.worst_case)} "
+            f"on the {r.n} audit images   {r.badge}")
+    cascades = []
+    sets = list(ctx.models[:2])
+    for i, target_set in enumerate(sets):
+        twin_set = sets[1 - i] if len(sets) > 1 else target_set
+        for kind in target_set.kinds():
+            c = cascade_report(ctx, kind, target_set, twin_set, eps_255, full=reports[kind] if i == 0 else None)
+            cascades.append(c)
+            missed = "" if c.audit is None else f"; audit: {c.audit['missed']} of {c.audit['n']} images missed"
+            log(f"{kind} seed {c.seed}: cascade worst case {format_percent(c.worst_case)} on {c.n} images "
+                f"(white-box only {format_percent(c.whitebox)}){missed}")
+    return GradientMaskingResults(worst_case=reports, eps_255=float(eps_255), cascades=cascades)
 
 
 # ----------------------------------------------------------------------------------------------------- summary

@@ -575,10 +575,18 @@ def _blackbox_arms(S: StudyResults, kind: str, attack: str, eps: float) -> Tuple
 
 def _whitebox_arms(S: StudyResults, kind: str, eps: float = 8.0) -> Tuple[str, Dict[int, _Arm]]:
     """(source text, {target seed: arm}) of ``kind`` under white-box attack: chapter 6's per-image worst case over
-    the attacks crafted on the target itself, else chapter 4's white-box PGD."""
+    the attacks crafted on the target itself (its cascades on every attacked image of each seed, else its full
+    suite on the audit images), else chapter 4's white-box PGD."""
     gm = S.gradient_masking
     note = "chapter 6 not run"
     if gm is not None:
+        mine = [c for c in gm.cascades if c.kind == kind and float(c.eps_255) == float(eps)
+                and {"clean", "worst_case_whitebox"} <= set(c.outcomes)]
+        if mine:
+            return (f"cascade worst case over the attacks crafted on each target itself at {gm.eps_255:g}/255, "
+                    f"every attacked image (chapter 6)",
+                    {c.seed: _Arm(kind, c.outcomes["worst_case_whitebox"], c.outcomes["clean"],
+                                  _zero_grad(S, kind, c.seed, eps)) for c in mine})
         rep = gm.worst_case.get(kind)
         o = None if rep is None else rep.outcomes
         if o and "worst_case_whitebox" in o and "clean" in o:

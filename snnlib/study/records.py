@@ -32,7 +32,8 @@ from ..stats import Accuracy
 __all__ = ["SCHEMA_VERSION", "RecordError", "AttackRecord", "CleanRow", "TimestepPoint", "ModelsResults",
            "RobustnessRow", "DiscretizationRow", "DiscretizationResults", "LeakRow", "LayerPerturbation",
            "LeakResults", "TrainingMethodRow", "TrainingMethodResults", "TransferCell", "AttackSourceResults",
-           "CheckRecord", "MaskingReport", "GradientMaskingResults", "ClaimRow", "SummaryFile", "ChapterFile",
+           "CheckRecord", "MaskingReport", "StageRow", "CascadeRecord", "GradientMaskingResults", "ClaimRow",
+           "SummaryFile", "ChapterFile",
            "CHAPTER_RESULTS", "StudyResults", "to_dict", "from_dict", "to_json", "from_json", "read_chapter",
            "write_record", "load_study", "series"]
 
@@ -346,11 +347,56 @@ class MaskingReport:
 
 
 @dataclass
+class StageRow:
+    """One stage of a cascade worst case (:class:`snnlib.robustness.cascade.StageRecord`): the images it attacked
+    (the survivors of every earlier stage), how many of them it fooled, seconds, the largest L-infinity distance
+    of its images (pixel units, [0, 1]) and the attack's configuration.  ``whitebox``: crafted on the target."""
+
+    name: str
+    attacked: int
+    fooled: int
+    seconds: float
+    max_linf: float
+    config: Dict[str, Any]
+    whitebox: bool
+
+
+@dataclass
+class CascadeRecord:
+    """The cascade worst case of one target (``kind``, training ``seed``) on every attacked image.
+
+    The stages run in order (the papers' PGD first, then the other attacks crafted on the target, then the
+    transfers), each only on the images that survived the earlier ones.  worst_case: robust under every stage;
+    whitebox: robust under the clean images and every stage crafted on the target (the transfers excluded);
+    outcomes: per-image "clean", "worst_case" and "worst_case_whitebox" (majority vote, K = 1);
+    audit: on the first images (the full suite of :class:`MaskingReport`), the cascade against the full worst case
+    (:class:`snnlib.robustness.cascade.AuditResult` as a dict; ``missed`` should be 0), None where not audited.
+    """
+
+    kind: str
+    seed: int
+    n: int
+    eps_255: float
+    stages: List[StageRow]
+    worst_case: Accuracy
+    whitebox: Accuracy
+    outcomes: Dict[str, Outcomes]
+    audit: Optional[Dict[str, Any]] = None
+
+
+@dataclass
 class GradientMaskingResults:
-    """Chapter 06_gradient_masking: one :class:`MaskingReport` per model kind."""
+    """Chapter 06_gradient_masking: one :class:`MaskingReport` per model kind (the full suite on the audit images
+    of the first seed) and, from schema v1 on, one :class:`CascadeRecord` per kind and seed on every attacked
+    image."""
 
     worst_case: Dict[str, MaskingReport]
     eps_255: float
+    cascades: List[CascadeRecord] = field(default_factory=list)
+
+    def cascade(self, kind: str, seed: int) -> Optional[CascadeRecord]:
+        """The cascade of ``kind`` at training ``seed``, None when it did not run."""
+        return next((c for c in self.cascades if c.kind == kind and c.seed == seed), None)
 
 
 @dataclass

@@ -14,12 +14,15 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
+from ..stats import accuracy_from_counts
 from .formatting import format_accuracy, format_duration
 from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
-           "perturbation_table", "headline_table", "masking_checks_table", "claims_table", "verdict_rules_table",
+           "perturbation_table", "headline_table", "masking_checks_table", "cascade_table", "cascade_stage_table",
+           "cascade_summary",
+           "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
            "provenance_table", "models_glue",
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
@@ -276,8 +279,56 @@ def masking_checks_table(results: GradientMaskingResults) -> Table:
     return Table(rows, ["model", "check", "flag", "detail"])
 
 
+def cascade_table(results: GradientMaskingResults) -> Table:
+    """One line per target (kind, seed): images, clean accuracy, accuracy after the papers' PGD, the white-box
+    cascade worst case, the worst case with the transfers, and the audit (images the cascade missed on the audit
+    sample of the full suite)."""
+    rows = []
+    for c in results.cascades:
+        clean = c.outcomes["clean"].majority()
+        paper_fooled = c.stages[0].fooled if c.stages else 0
+        paper = accuracy_from_counts(int(clean.sum()) - paper_fooled, c.n)
+        audit = "" if c.audit is None else f"{c.audit['missed']} missed of {c.audit['n']}"
+        rows.append([c.kind, c.seed, c.n, format_accuracy(accuracy_from_counts(int(clean.sum()), c.n)),
+                     format_accuracy(paper), format_accuracy(c.whitebox), format_accuracy(c.worst_case), audit])
+    return Table(rows, ["model", "seed", "images", "clean", "papers' PGD", "white-box worst case",
+                        "worst case with transfers", "audit"], "", ["l", "r", "r", "r", "r", "r", "r", "l"])
+
+
+def cascade_stage_table(results: GradientMaskingResults, kind: str, seed: int) -> Table:
+    """The stages of one cascade in order: whether crafted on the target, images attacked (the survivors so far),
+    images fooled, seconds."""
+    c = results.cascade(kind, seed)
+    if c is None:
+        raise ValueError(f"no cascade of {kind} at seed {seed}; ran: "
+                         f"{[(r.kind, r.seed) for r in results.cascades]}")
+    rows = [[s.name, "white-box" if s.whitebox else "transfer", s.attacked, s.fooled, f"{s.seconds:.0f}"]
+            for s in c.stages]
+    return Table(rows, ["stage", "crafted on", "attacked", "fooled", "seconds"],
+                 f"{kind}, seed {seed}: {c.n} images", ["l", "l", "r", "r", "r"])
+
+
+def cascade_summary(results: GradientMaskingResults) -> "MarkdownText":
+    """The cascades in two sentences: each kind's white-box worst case (first seed) and the audit's missed images;
+    says so when the results hold no cascade (written before it existed)."""
+    if not results.cascades:
+        return MarkdownText("These results hold no cascade (written before it existed): re-run the chapter.")
+    first = {}
+    for c in results.cascades:
+        first.setdefault(c.kind, c)
+    parts = [f"{k} {format_accuracy(c.whitebox)} (seed {c.seed}, {c.n} images)" for k, c in first.items()]
+    audits = [c.audit for c in results.cascades if c.audit is not None]
+    missed = sum(a["missed"] for a in audits)
+    audited = sum(a["n"] for a in audits)
+    return MarkdownText(
+        "On every attacked image, the white-box cascade worst case leaves " + ", ".join(parts) + ". "
+        + (f"The audit found {missed} of {audited} audit images that a cascade called robust but the full suite "
+           "fooled." if audits else "No cascade was audited."))
+
+
 def gradient_masking_glue(results: GradientMaskingResults) -> Dict[str, Any]:
-    """eps, n_adapt, and paper_<k> / worst_<k> (k = ann, conv, bp): the papers' PGD and the worst case."""
+    """eps, n_adapt, and paper_<k> / worst_<k> (k = ann, conv, bp): the papers' PGD and the worst case on the
+    audit images."""
     out: Dict[str, Any] = {"eps": f"{results.eps_255:g}/255"}
     for kind, key in (("ANN", "ann"), ("SNN-conv", "conv"), ("SNN-BP", "bp")):
         r = results.worst_case[kind]

@@ -130,3 +130,18 @@ def clean_row(kind, bits, seed=0) -> R.CleanRow:
     bits = np.asarray(bits, dtype=bool)
     return R.CleanRow(kind=kind, seed=seed, T=None, leak=None, accuracy=acc(int(bits.sum()), int(bits.size)),
                       outcomes=outcome(bits))
+
+
+def cascade_record(kind, seed, clean, whitebox, worst, fooled=(1, 2, 3), audit=None) -> R.CascadeRecord:
+    """A CascadeRecord from per-image vectors (image ids 500..): two white-box stages and one transfer stage,
+    each having fooled the given counts (what earlier stages left to attack is not checked)."""
+    clean, whitebox, worst = (np.asarray(v, dtype=bool) for v in (clean, whitebox, worst))
+    n = int(clean.size)
+    ids = np.arange(n) + 500
+    stages = [R.StageRow(name=name, attacked=n, fooled=f, seconds=1.0, max_linf=8 / 255, config={}, whitebox=wb)
+              for (name, wb), f in zip((("PGD-7 (paper)", True), ("PGD-20x2", True), ("transfer", False)), fooled)]
+    return R.CascadeRecord(kind=kind, seed=seed, n=n, eps_255=8.0, stages=stages,
+                           worst_case=accuracy_from_counts(int(worst.sum()), n),
+                           whitebox=accuracy_from_counts(int(whitebox.sum()), n),
+                           outcomes={"clean": outcome(clean, ids), "worst_case": outcome(worst, ids),
+                                     "worst_case_whitebox": outcome(whitebox, ids)}, audit=audit)

@@ -198,6 +198,63 @@ def test_masking_report_is_a_typed_record(tiny_ctx):
     assert r.worst_case.correct <= min(a.correct for a in r.per_attack.values())
 
 
+def test_adaptive_attacks_take_their_transfers_from_the_given_twin(tiny_ctx):
+    a = E.adaptive_attacks(tiny_ctx, "SNN-BP", tiny_ctx.twin.snn_bp, 8, twin=tiny_ctx.target)   # seed 1 as target
+    assert a.attacks[a.transfer].model is tiny_ctx.target.snn_bp
+    assert a.attacks["PGD-2 transfer from twin ANN"].model is tiny_ctx.target.ann
+    assert a.attacks[a.paper_pgd].model is tiny_ctx.twin.snn_bp
+
+
+def test_cascade_report_attacks_only_the_survivors_and_is_audited(tiny_ctx):
+    import dataclasses
+    from snnlib.robustness.prediction import predict_draws
+    ms = tiny_ctx.target
+    labels = predict_draws(ms.snn_bp, tiny_ctx.x, 1, 0, tiny_ctx.attack_ids(), 64)[0]   # every image clean-correct
+    ctx = dataclasses.replace(tiny_ctx, y=labels.clone(), clean_memo={})
+    full = E.masking_report(ctx, "SNN-BP", ms.snn_bp, 8)
+    c = E.cascade_report(ctx, "SNN-BP", ms, ctx.twin, 8, full=full)
+    names = [s.name for s in c.stages]
+    assert names[0] == full.paper_attack and set(names) == set(full.per_attack) and (c.seed, c.n) == (0, 4)
+    flags = [s.whitebox for s in c.stages]
+    assert flags == sorted(flags, reverse=True) and not flags[-1]      # the target's own attacks, then transfers
+    alive = int(c.outcomes["clean"].majority().sum())
+    assert alive == 4
+    for s in c.stages:                                  # each stage attacks exactly the survivors of the earlier ones
+        assert s.attacked == alive and s.max_linf <= 8 / 255 + 1e-6, s
+        alive -= s.fooled
+    o = c.outcomes
+    assert c.worst_case.correct == alive == int(o["worst_case"].majority().sum())
+    assert c.whitebox.correct == int(o["worst_case_whitebox"].majority().sum())
+    assert (o["worst_case"].majority() <= o["worst_case_whitebox"].majority()).all()
+    assert c.audit["n"] == 4 and c.audit["full"]["correct"] == full.worst_case.correct
+    assert c.audit["missed"] == int((o["worst_case"].majority() & ~full.outcomes["worst_case"].majority()).sum())
+
+
+def test_apgd_and_square_join_the_suite_before_the_transfers_and_run_in_the_cascade(tiny_ctx):
+    import dataclasses
+    from snnlib.attacks.external import APGD, Square
+    ctx = dataclasses.replace(tiny_ctx, params=dict(tiny_ctx.params, apgd_steps=2, square_queries=5),
+                              clean_memo={})
+    a = E.adaptive_attacks(ctx, "SNN-BP", ctx.target.snn_bp, 8)
+    names = list(a.attacks)
+    auto = ["APGD-CE-2 EOT-2", "APGD-DLR-2 EOT-2", "Square-5"]
+    assert names[-5:] == auto + [a.transfer, "PGD-2 transfer from twin ANN"]
+    apgd, square = a.attacks["APGD-DLR-2 EOT-2"], a.attacks["Square-5"]
+    assert isinstance(apgd, APGD) and apgd.loss == "dlr" and apgd.eot == 2 and apgd.steps == 2
+    assert isinstance(square, Square) and square.queries == 5 and square.model is ctx.target.snn_bp
+    ann = list(E.adaptive_attacks(ctx, "ANN", ctx.target.ann, 8).attacks)
+    assert ann[-4:] == ["APGD-CE-2", "APGD-DLR-2", "Square-5", "PGD-2 transfer from twin ANN"]   # no EOT on the ANN
+    stages = [k for k, _ in E.cascade_stages(a)]
+    assert stages[0] == a.paper_pgd and stages[-5:-2] == auto
+    c = E.cascade_report(ctx, "SNN-BP", ctx.target, ctx.twin, 8)
+    assert [s.name for s in c.stages] == stages and all(s.max_linf <= 8 / 255 + 1e-6 for s in c.stages)
+    # another surrogate on the target's own weights is white-box; only the twins' attacks are transfers
+    assert {s.name: s.whitebox for s in c.stages}["PGD-2 surrogate arctan(width=2)"]
+    assert [s.name for s in c.stages if not s.whitebox] == [a.transfer, "PGD-2 transfer from twin ANN"]
+    off = dataclasses.replace(ctx, params=dict(ctx.params, apgd_steps=0, square_queries=0))
+    assert not any(n.startswith(("APGD", "Square")) for n in E.adaptive_attacks(off, "ANN", ctx.target.ann, 8).attacks)
+
+
 def test_discretization_and_leak_sweeps_build_their_records(tiny_ctx):
     from snnlib.study import records as R
     ctx = tiny_ctx

@@ -10,7 +10,7 @@ from snnlib.stats import accuracy_from_counts
 from snnlib.study import claims, tables
 from snnlib.study import records as R
 
-from study_factories import (clean_row, outcome, pair_vectors, scored_record, scored_row, study_files, vector,
+from study_factories import (cascade_record, clean_row, outcome, pair_vectors, scored_record, scored_row, study_files, vector,
                              write_study)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,6 +233,26 @@ def test_whitebox_claims_prefer_the_worst_case_of_chapter_6():
     S.gradient_masking = None
     row = by_id(S)["E4"]
     assert "chapter 4; chapter 6 not run" in row.measured and row.verdict == S_
+
+
+def test_whitebox_claims_prefer_chapter_6s_cascades_on_every_image_and_both_seeds():
+    """The cascades (every attacked image, both seeds) beat the full suite's few audit images of one seed; only
+    the stages crafted on the target count (a transfer that fools more must not enter a white-box claim)."""
+    n = 100
+    cascade = lambda kind, s, wb, worst: cascade_record(kind, s, np.ones(n, bool), wb, worst)
+    idx = np.arange(n)
+    cascades = [cascade("SNN-BP", s, idx < 30, idx < 5) for s in (0, 1)] + \
+               [cascade("ANN", s, idx < 10, idx < 10) for s in (0, 1)]
+    gm = R.GradientMaskingResults(worst_case={}, eps_255=8.0, cascades=cascades)
+    row = by_id(R.StudyResults(gradient_masking=gm))["E4"]
+    assert "cascade worst case over the attacks crafted on each target itself" in row.measured
+    assert row.seeds == [0, 1] and row.n_images == 2 * n
+    assert row.effect == pytest.approx(20.0) and row.verdict == S_       # 30 % vs 10 % per seed: the white-box part
+    assert gm.cascade("ANN", 1) is cascades[3] and gm.cascade("ANN", 2) is None
+    # the record survives JSON
+    back = R.from_dict(R.GradientMaskingResults, json.loads(json.dumps(R.to_dict(gm))))
+    assert back.cascades[0].stages[2].whitebox is False
+    assert (back.cascades[0].outcomes["worst_case_whitebox"].majority() == (idx < 30)).all()
 
 
 # ------------------------------------------------------------------------------------------- every claim

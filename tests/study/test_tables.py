@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import matplotlib
 import pytest
 
@@ -11,7 +12,7 @@ from snnlib.study import plots, tables
 from snnlib.study import records as R
 from snnlib.study.formatting import format_accuracy, format_duration, format_percent, percent_with_errors
 
-from study_factories import acc, attack_record, chapter_results
+from study_factories import acc, attack_record, cascade_record, chapter_results
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +97,28 @@ def test_chapter_tables_and_glue_from_records():
     assert checks.rows == [["SNN-BP", "randomness", "⚠", "12.5% change"]]
     assert tables.discretization_glue(res["02_discretization"])["bp_T_trend"] == "fewer than two points"
     assert "→" in tables.leak_glue(res["03_leak"])["leak_trend"]
+
+
+def test_cascade_tables_and_glue():
+    idx = np.arange(10)
+    audit = dict(n=5, missed=1, extra=0, missed_ids=[3], extra_ids=[], full=acc(1, 5).to_dict(),
+                 cascade=acc(2, 5).to_dict(), ok=False)
+    gm = R.GradientMaskingResults(worst_case={}, eps_255=8.0, cascades=[
+        cascade_record("SNN-BP", 0, idx < 9, idx < 4, idx < 3, fooled=(4, 1, 1), audit=audit),
+        cascade_record("SNN-BP", 1, idx < 8, idx < 5, idx < 5, fooled=(2, 1, 0))])
+    t = tables.cascade_table(gm)
+    assert t.rows[0] == ["SNN-BP", 0, 10, "90.0% [55.5, 99.7]", "50.0% [18.7, 81.3]", "40.0% [12.2, 73.8]",
+                         "30.0% [6.7, 65.2]", "1 missed of 5"]
+    assert t.rows[1][4] == "60.0% [26.2, 87.8]" and t.rows[1][-1] == ""     # 8 clean-correct - 2 fooled by PGD
+    st = tables.cascade_stage_table(gm, "SNN-BP", 1)
+    assert [r[:4] for r in st.rows] == [["PGD-7 (paper)", "white-box", 10, 2], ["PGD-20x2", "white-box", 10, 1],
+                                        ["transfer", "transfer", 10, 0]]
+    with pytest.raises(ValueError, match="no cascade of ANN at seed 0"):
+        tables.cascade_stage_table(gm, "ANN", 0)
+    assert tables.cascade_summary(gm) == ("On every attacked image, the white-box cascade worst case leaves SNN-BP "
+                                          "40.0% [12.2, 73.8] (seed 0, 10 images). The audit found 1 of 5 audit "
+                                          "images that a cascade called robust but the full suite fooled.")
+    assert "re-run the chapter" in tables.cascade_summary(R.GradientMaskingResults(worst_case={}, eps_255=8.0))
 
 
 def test_claims_table_and_summary_glue():
