@@ -150,6 +150,22 @@ def test_bench_table_reproduces_the_published_appendix():
     assert all(r[5].startswith("**") for r in snnlib_rows[:1])
     g = tables.bench_glue(rep)
     assert g["infer_min"] <= g["infer_max"] and g["batch"] == rep["config"]["batch"]
+    rows = rep["summary"]["rows"]
+    if any(r.get("plain_speedup") for r in rows):          # a run with the plain PyTorch baseline
+        assert g["bptt_plain_min"] == min(r["plain_speedup"] for r in rows if r["mode"] == "bptt")
+    else:
+        assert g["infer_plain_min"] is None
+
+
+def test_bench_targets_name_every_miss():
+    rows = [dict(mode="infer", T=8, speedup=2.5, plain_speedup=1.2, mem_ratio=0.5),
+            dict(mode="infer", T=32, speedup=1.7, plain_speedup=3.0, mem_ratio=1.1)]
+    rep = {"config": {"batch": 64}, "summary": {"rows": rows + [dict(mode="bptt", T=8, speedup=2.1,
+                                                                     plain_speedup=1.6, mem_ratio=0.55)]},
+           "machine": {"cpu": "c", "threads": 2, "torch": "t", "load": [0.5]}, "runs": []}
+    g = tables.bench_glue(rep)
+    assert g["infer_target17"] == "missed at T = 32 (1.70×), T = 8 (1.20× plain), T = 32 (memory 1.10×)"
+    assert g["bptt_target17"] == "met at every T measured" and (g["infer_plain_min"], g["infer_plain_max"]) == (1.2, 3.0)
     with pytest.raises(FileNotFoundError, match="bench_json="):
         tables.load_bench("no/such/file.json")
 
