@@ -218,6 +218,22 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def add_peak_fractions(report: dict, model: str = "vgg5", threads: Optional[int] = None) -> str:
+    """Measure the fp32 matrix-multiply rate, store it and the model's forward FLOPs per image in ``report``
+    ("peak"), give every result its "peak_fraction", and return the lines that say so."""
+    from ..models import build_ann
+    from .flops import forward_flops, matmul_gflops, peak_fraction
+    flops = forward_flops(build_ann(model, seed=0))
+    peak = matmul_gflops(threads=threads)
+    report["peak"] = dict(gflops=peak, method="torch.mm 1024 x 1024 fp32, same threads", flops_per_image=flops)
+    lines = [f"fp32 peak measured as torch.mm 1024x1024: {peak:.1f} GFLOP/s; {model} forward: "
+             f"{flops / 1e6:.1f} MFLOP per image(-timestep) (convolutions and linear layers)"]
+    for r in report["results"]:
+        r["peak_fraction"] = peak_fraction(r["rate"], r["mode"], flops, peak)
+        lines.append(f"  {r['description']:<36} {100 * r['peak_fraction']:5.1f} % of that peak")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ --compare
 def _status_kb(field: str) -> Optional[int]:
     try:
@@ -474,6 +490,9 @@ def main(argv=None) -> int:
                          "pip install -r requirements-compare.txt)")
     ap.add_argument("--compare-T", default="8,32,128", help="timesteps for --compare (comma-separated)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per system and configuration (--compare)")
+    ap.add_argument("--peak", action="store_true",
+                    help="also measure the fp32 matrix-multiply rate and report each mode's share of it "
+                         "(snnlib.bench.flops)")
     a = ap.parse_args(argv)
     if a.compare:
         from .compare import CompareUnavailable, require_packages
@@ -507,6 +526,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown modes {bad}; choose from {list(MODES)}")
     report = run_benchmarks(modes, a.model, a.T, a.batch, a.threads, a.seconds, a.min_iters, a.lif_backend)
     print(format_table(report))
+    if a.peak:
+        print(add_peak_fractions(report, a.model, a.threads))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)
