@@ -777,7 +777,7 @@ def cascade_report(ctx: Context, kind: str, target_set: ModelSet, twin_set: Mode
     res = cascade_worst_case(model, stages, ctx.x[:n], ctx.y[:n], image_ids=ids, eval_seed=int(P["eval_seed"]),
                              draws=int(P["eval_draws"]))
     own = set(adaptive.crafted_on_target())
-    first_transfer = 1 + next((i for i, (k, _) in enumerate(stages) if k not in own), len(stages))
+    first_transfer = 1 + len(own)          # stage 0 is the clean pass; cascade_stages puts the target's own first
     whitebox_robust = (res.first_fooled < 0) | (res.first_fooled >= first_transfer)
     names = [k for k, _ in stages]
 
@@ -787,9 +787,10 @@ def cascade_report(ctx: Context, kind: str, target_set: ModelSet, twin_set: Mode
 
     clean = res.first_fooled != 0          # stage 0 scores the unattacked images
     audited = None
-    if full is not None and full_outcomes(full):
+    full_sets = full_outcomes(full) if full is not None else {}
+    if full_sets:
         m = min(full.n, n)                  # the audit images are the leading attack images
-        per_attack = {k: torch.as_tensor(o.majority()[:m]) for k, o in full_outcomes(full).items()}
+        per_attack = {k: torch.as_tensor(o.majority()[:m]) for k, o in full_sets.items()}
         audited = audit(per_attack, res, image_ids=ids[:m]).to_dict()
     return CascadeRecord(
         kind=kind, seed=int(target_set.seed), n=n, eps_255=float(eps_255),
