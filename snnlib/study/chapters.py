@@ -340,7 +340,8 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
                 grad_mode: Optional[str] = None, **kw) -> Attack:
     """An attack of the papers' family by name ("fgsm", "rfgsm", "bim", "pgd") at eps_255 / 255.
 
-    SNN sources use the papers' Algorithm 1 gradient by default; PGD takes the profile's steps and step size.
+    SNN sources use the papers' Algorithm 1 gradient by default; PGD takes the profile's steps and step size; the
+    attack crafts ``attack_batch`` images at once where the notebook has that parameter (else all at once).
     """
     key = name.lower()
     if key not in {k.lower() for k in ATTACKS}:
@@ -352,6 +353,7 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
     if key == "pgd":
         kw.setdefault("alpha", float(params["pgd_alpha"]) / 255.0)
         kw.setdefault("steps", int(params["pgd_steps"]))
+    kw.setdefault("batch_size", params.get("attack_batch"))
     return cls(model, eps, grad_mode=grad_mode, seed=int(params["attack_seed"]), **kw)
 
 

@@ -153,6 +153,21 @@ def test_zero_gradient_share_is_the_robustness_apis_value(tiny_ctx):
         assert share == res.zero_grad_share and 0.0 <= share <= 1.0
 
 
+def test_attack_batch_crafts_in_pieces_within_the_budget(tiny_ctx):
+    """attack_batch (chapter 5's memory bound): the attack crafts that many images at once, with the same examples
+    as one batch of all (the random start continues one stream, the source's spikes are drawn per image)."""
+    import torch
+    model = tiny_ctx.target.snn_bp
+    whole = E.make_attack("pgd", model, 8, tiny_ctx.params)
+    pieces = E.make_attack("pgd", model, 8, dict(tiny_ctx.params, attack_batch=3))
+    assert whole.batch_size is None and pieces.batch_size == 3
+    assert whole.config() != pieces.config()
+    x, y = tiny_ctx.x[:7], tiny_ctx.y[:7]
+    a, b = whole(x, y), pieces(x, y)
+    assert (b - x).abs().max() <= 8 / 255 + 1e-6 and b.min() >= 0 and b.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, x)
+
+
 def test_attack_pair_and_attack_result(tiny_ctx):
     ms = tiny_ctx.target
     wb = E.AttackPair.whitebox(ms.snn_bp, "SNN-BP", ms)
