@@ -607,6 +607,13 @@ def test_every_unit_gets_the_runners_thread_count(capsys, tmp_path, monkeypatch)
     book = _dummy_book(tmp_path / "book")
     main(_argv(tmp_path, book, "--only", "02", "--threads", "3"))
     assert seen and all(env["OMP_NUM_THREADS"] == env["SNNLIB_TORCH_THREADS"] == "3" for env in seen.values())
+    trains = {}
+    for n in (3, 1):                    # a cluster's train units: the models are keyed by the count too
+        seen.clear()
+        main(_argv(tmp_path, book, "--only", "02", "--executor", "slurm", "--threads", str(n)))
+        trains[n] = {u for u in seen if u.startswith("train/")}
+    trains_3, trains_1 = trains[3], trains[1]
+    assert trains_3 and len(trains_1) == len(trains_3) and not trains_1 & trains_3   # models keyed by the count
     assert main(_argv(tmp_path, book, "--threads", "0")) == 2
     assert "--threads 0: allowed: an integer >= 1" in capsys.readouterr().err
 
