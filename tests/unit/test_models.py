@@ -500,3 +500,57 @@ def test_dropout_generator_is_used_when_set(vgg5):
     assert set(torch.unique(m1[1]).tolist()) <= {0.0, torch.tensor(1 / 0.7).item()}
     twin = snn.twin()  # a copy of the generator: the same next draws
     assert all(torch.equal(a, b) for a, b in zip(twin.dropout_masks(x), snn.dropout_masks(x)))
+
+
+# ------------------------------------------------------------------ precision (bf16 option)
+@pytest.fixture(scope="module")
+def calibrated(vgg5):
+    from snnlib.bench.compare import calibrate_thresholds
+    return calibrate_thresholds(vgg5, seed=0)
+
+
+def test_bf16_precision_runs_the_layers_in_bf16_with_float32_membranes_and_readout(vgg5, calibrated):
+    fp = SpikingVGG(vgg5, calibrated, T=12, leak=0.99, delay=False).eval()
+    bf = fp.twin(precision="bf16")
+    seen = []
+    hook = bf.neurons[1].register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out[0].dtype,
+                                                                                out[1].u.dtype)))
+    x = _x(4)
+    with torch.no_grad():
+        a, b = fp(x), bf(x)
+    hook.remove()
+    assert seen == [(torch.bfloat16, torch.bfloat16, torch.float32)] and b.dtype == torch.float32
+    assert a.abs().sum() > 0 and not torch.equal(a, b)          # a deviation, not the same numbers ...
+    fp.record = bf.record = True
+    with torch.no_grad():
+        fp(x), bf(x)
+    fp.record = bf.record = False
+    counts = [(float(ra.sum()) * 12, float(rb.sum()) * 12) for ra, rb in zip(fp.last_rates, bf.last_rates)]
+    assert all(rb.dtype == torch.float32 for rb in bf.last_rates)
+    for na, nb in counts:                                        # ... but few spikes move (bf16: 8 significant bits)
+        assert abs(nb - na) <= 0.05 * max(na, 500.0), counts
+    assert abs(sum(nb for _, nb in counts) / sum(na for na, _ in counts) - 1) < 0.01, counts
+    assert fp.config().get("precision") is None and bf.config()["precision"] == "bf16"
+    assert bf.twin().precision == "bf16" and fp.precision == "fp32"
+
+
+def test_bf16_chunked_inference_equals_one_shot_and_gradients_follow_fp32(vgg5, calibrated):
+    bf = SpikingVGG(vgg5, calibrated, T=12, leak=0.99, delay=False, precision="bf16").eval()
+    chunked = bf.twin(time_chunk=5)
+    x = _x(3, seed=1)
+    with torch.no_grad():
+        assert torch.equal(bf(x), chunked(x))                     # pieces with carried membranes: the same bits
+    grads = []
+    for model in (bf, bf.twin(precision="fp32")):
+        xx = x.clone().requires_grad_()
+        model.encoder.reseed(0)
+        torch.nn.functional.cross_entropy(model(xx), torch.tensor([1, 2, 3])).backward()
+        grads.append(xx.grad.flatten())
+    assert grads[0].dtype == torch.float32 and grads[0].abs().sum() > 0
+    assert float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)) > 0.9
+
+
+@pytest.mark.parametrize("bad", ["fp16", "float32", None, 16])
+def test_unknown_precision_is_refused_with_the_choices(vgg5, bad):
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\)"):
+        SpikingVGG(vgg5, [1.0] * 5, T=8, precision=bad)
