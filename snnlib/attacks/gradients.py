@@ -87,7 +87,8 @@ def _grad_algorithm1(model: nn.Module, x: Tensor, y: Tensor, targeted: bool,
             (gcur,) = torch.autograd.grad(obj.sum(), cur, allow_unused=True)
         if gcur is None:
             gcur = torch.zeros_like(cur)
-        G = gcur.reshape((-1, B) + tuple(gcur.shape[-3:])).sum(0)  # (T, B, ...) or (T*B, ...) -> sum over time
+        # (T, B, ...) or (T*B, ...) -> sum over time, in the weights' dtype (a bf16 model's current is bf16)
+        G = gcur.reshape((-1, B) + tuple(gcur.shape[-3:])).to(conv.weight.dtype).sum(0)
         g_norm = F.conv_transpose2d(G, conv.weight.detach(), stride=conv.stride, padding=conv.padding,
                                     dilation=conv.dilation)
         scale = 2.0 * float(getattr(model.encoder, "rate", 1.0))

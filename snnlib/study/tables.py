@@ -27,7 +27,8 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "provenance_table", "models_glue",
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
-           "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES"]
+           "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
+           "precision_table"]
 
 #: how the summary shows each verdict: a word led by a plain text symbol that common text fonts carry (no emoji, which
 #: show as empty boxes where the reader has no emoji font; the site's browser test refuses them)
@@ -459,8 +460,8 @@ def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
 def bench_labels(report: Mapping[str, Any]) -> Dict[str, str]:
     """{system: "snnTorch 0.9.1"} with the versions measured."""
     v = report["machine"]["versions"]
-    return {"snnlib": "snnlib", "plain": "plain PyTorch", "snntorch": f"snnTorch {v.get('snntorch')}",
-            "spikingjelly": f"SpikingJelly {v.get('spikingjelly')}"}
+    return {"snnlib": "snnlib", "snnlib_bf16": "snnlib bf16 (option)", "plain": "plain PyTorch",
+            "snntorch": f"snnTorch {v.get('snntorch')}", "spikingjelly": f"SpikingJelly {v.get('spikingjelly')}"}
 
 
 def bench_machine_line(report: Mapping[str, Any]) -> str:
@@ -479,10 +480,11 @@ def bench_table(report: Mapping[str, Any]) -> Table:
     for run in report["runs"]:
         for r in run["results"]:
             s = summary.get((run["mode"], run["T"]))
-            mine = r["system"] == "snnlib" and s is not None
-            ratio = f"**{s['speedup']:.2f}×** ({label[s['best_other']].split()[0]})" if mine else ""
-            plain = f"{s['plain_speedup']:.2f}×" if mine and s.get("plain_speedup") else ""
-            mem = f"{s['mem_ratio']:.2f}×" if mine and s.get("mem_ratio") else ""
+            pre = {"snnlib": "", "snnlib_bf16": "bf16_"}.get(r["system"])
+            mine = pre is not None and s is not None and s.get(pre + "speedup") is not None
+            ratio = f"**{s[pre + 'speedup']:.2f}×** ({label[s['best_other']].split()[0]})" if mine else ""
+            plain = f"{s[pre + 'plain_speedup']:.2f}×" if mine and s.get(pre + "plain_speedup") else ""
+            mem = f"{s[pre + 'mem_ratio']:.2f}×" if mine and s.get(pre + "mem_ratio") else ""
             rows.append([BENCH_MODES[run["mode"]], run["T"], label[r["system"]], f"{r['rate']:.0f}",
                          f"{r['peak_mb']:.0f}", ratio, plain, mem, r["reps"]])
     for sk in report.get("skipped", []):
@@ -526,4 +528,59 @@ def bench_glue(report: Mapping[str, Any]) -> Dict[str, Any]:
             # leanest; BPTT >= 2x the fastest peer and 1.5x the plain loop at <= 0.6x the leanest's memory
             "infer_plain_min": infer_plain_min, "infer_plain_max": infer_plain_max,
             "bptt_plain_min": bptt_plain_min, "bptt_plain_max": bptt_plain_max,
-            "infer_target17": _target_text(inf, 2.0, 1.0, 1.5), "bptt_target17": _target_text(bp, 2.0, 0.6, 1.5)}
+            "infer_target17": _target_text(inf, 2.0, 1.0, 1.5), "bptt_target17": _target_text(bp, 2.0, 0.6, 1.5),
+            "bf16_text": bench_bf16_text(report)}
+
+
+def _bf16_rows(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The summary rows of the bf16 option, renamed to the plain keys (speedup, plain_speedup, mem_ratio)."""
+    return [dict(T=s["T"], mode=s["mode"], speedup=s["bf16_speedup"], plain_speedup=s.get("bf16_plain_speedup"),
+                 mem_ratio=s.get("bf16_mem_ratio")) for s in rows if s.get("bf16_speedup") is not None]
+
+
+def bench_bf16_text(report: Mapping[str, Any]) -> str:
+    """One sentence on snnlib's bf16 option in this run: its speed-up ranges and issue 17's targets, or why it was
+    not timed."""
+    rows = report["summary"]["rows"]
+    inf, bp = _bf16_rows([s for s in rows if s["mode"] == "infer"]), _bf16_rows([s for s in rows if s["mode"] == "bptt"])
+    if not inf and not bp:
+        native = report["machine"].get("bf16_native")
+        why = "the CPU has no native bf16" if native is False else "this run predates the option"
+        return f"This run did not time the bf16 option ({why})."
+    parts = []
+    for name, part, need_mem in (("inference", inf, 1.0), ("BPTT", bp, 0.6)):
+        if part:
+            lo, hi = min(s["speedup"] for s in part), max(s["speedup"] for s in part)
+            pl = [s["plain_speedup"] for s in part if s.get("plain_speedup")]
+            plain = f" and {min(pl):.2f}–{max(pl):.2f}× the plain loop" if pl else ""
+            parts.append(f"{name} {lo:.2f}–{hi:.2f}× the fastest peer{plain} (issue 17's targets "
+                         f"{_target_text(part, 2.0, need_mem, 1.5)})")
+    return "With the bf16 option snnlib runs " + "; ".join(parts) + "."
+
+
+def load_precision(path: Union[str, Path]) -> Dict[str, Any]:
+    """The bf16 option's accuracy effect (``python -m snnlib.study.precision --json``); relative paths as in
+    :func:`load_bench`."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (Path("..") / p).exists():
+        p = Path("..") / p
+    try:
+        return json.loads(p.read_text())
+    except OSError as e:
+        raise FileNotFoundError(f"precision_json={str(path)!r}: cannot read {p} ({e.strerror}); run "
+                                "python -m snnlib.study.precision --json PATH to write it") from None
+
+
+def precision_table(report: Mapping[str, Any]) -> Table:
+    """The bf16 option against fp32 on the same images and draws: accuracies, bf16 − fp32 with its 95 % interval,
+    the McNemar p, the images whose outcome changes and the TOST equivalence within the margin."""
+    rows = []
+    for r in report["rows"]:
+        rows.append([r["kind"], r["setting"], r["n"], f"{r['fp32']:.1f}%", f"{r['bf16']:.1f}%",
+                     f"{r['difference']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]", f"{r['p_value']:.2g}",
+                     r["changed"], ("yes" if r["equivalent"] else "no") + f" (p = {r['tost_p']:.2g})"])
+    m = report["rows"][0]["margin"] if report["rows"] else None
+    return Table(rows, ["model", "setting", "images", "fp32", "bf16", "bf16 − fp32 (points) [95% CI]",
+                        "McNemar p", "images changed", f"equivalent within ±{m:g} points (TOST)"],
+                 f"{report.get('scale', '')}; model seed {report.get('seed')}",
+                 ["l", "l", "r", "r", "r", "r", "r", "r", "l"])

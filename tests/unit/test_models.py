@@ -554,3 +554,17 @@ def test_bf16_chunked_inference_equals_one_shot_and_gradients_follow_fp32(vgg5, 
 def test_unknown_precision_is_refused_with_the_choices(vgg5, bad):
     with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\)"):
         SpikingVGG(vgg5, [1.0] * 5, T=8, precision=bad)
+
+
+@pytest.mark.parametrize("mode", ["bptt", "algorithm1"])
+def test_attack_gradients_of_a_bf16_model_follow_fp32(vgg5, calibrated, mode):
+    from snnlib.attacks.gradients import gradient
+    fp = SpikingVGG(vgg5, calibrated, T=12, leak=0.99).eval()
+    x, y = _x(3, seed=2), torch.tensor([4, 5, 6])
+    grads = []
+    for model in (fp, fp.twin(precision="bf16")):
+        model.encoder.reseed(0)
+        g, _ = gradient(model, x, y, mode=mode)
+        grads.append(g.flatten())
+    assert grads[1].dtype == torch.float32 and grads[1].abs().sum() > 0
+    assert float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)) > 0.9
