@@ -28,7 +28,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
-           "precision_table"]
+           "precision_table", "precision_text"]
 
 #: how the summary shows each verdict: a word led by a plain text symbol that common text fonts carry (no emoji, which
 #: show as empty boxes where the reader has no emoji font; the site's browser test refuses them)
@@ -569,6 +569,20 @@ def load_precision(path: Union[str, Path]) -> Dict[str, Any]:
     except OSError as e:
         raise FileNotFoundError(f"precision_json={str(path)!r}: cannot read {p} ({e.strerror}); run "
                                 "python -m snnlib.study.precision --json PATH to write it") from None
+
+
+def precision_text(report: Mapping[str, Any]) -> str:
+    """One sentence on the bf16 option's accuracy effect: images changed, the largest |bf16 − fp32| interval end,
+    and in how many settings TOST shows equivalence within the margin."""
+    rows = report["rows"]
+    if not rows:
+        return "The precision measurement holds no rows."
+    eq = sum(r["equivalent"] for r in rows)
+    worst = max(rows, key=lambda r: max(abs(r["low"]), abs(r["high"])))
+    changed = ", ".join(f"{r['kind']} {r['setting'].split(' ')[0]} {r['changed']} of {r['n']}" for r in rows)
+    return (f"bf16 changes the majority-vote outcome of {changed} images; the widest 95 % interval of bf16 − fp32 is "
+            f"[{worst['low']:+.1f}, {worst['high']:+.1f}] points ({worst['kind']}, {worst['setting']}), and "
+            f"{eq} of {len(rows)} settings are equivalent to fp32 within ±{rows[0]['margin']:g} points (TOST)")
 
 
 def precision_table(report: Mapping[str, Any]) -> Table:

@@ -200,6 +200,9 @@ def test_precision_table_reads_the_paired_comparison():
     t = tables.precision_table(rep)
     assert t.rows[0][:5] == ["SNN-BP", "clean", 300, "53.7%", "53.0%"] and t.rows[0][5] == "-0.7 [-1.9, +0.4]"
     assert t.rows[0][8] == "yes (p = 1e-09)" and "±3 points" in t.columns[-1]
+    assert tables.precision_text(rep) == ("bf16 changes the majority-vote outcome of SNN-BP clean 6 of 300 images; the "
+                                          "widest 95 % interval of bf16 − fp32 is [-1.9, +0.4] points (SNN-BP, clean), "
+                                          "and 1 of 1 settings are equivalent to fp32 within ±3 points (TOST)")
     with pytest.raises(FileNotFoundError, match="precision_json="):
         tables.load_precision("no/such/file.json")
 
