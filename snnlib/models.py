@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
-from .neurons import LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate
+from .neurons import (LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate,
+                      membrane_dtype)
 
 __all__ = ["ARCHS", "LAYOUTS", "PRECISIONS", "VGG", "SpikingVGG", "build_ann", "check_arch", "check_precision",
            "round_thresholds", "spiking_layers"]
@@ -204,8 +205,9 @@ def check_precision(precision) -> str:
 
 
 def _float_sum(h: Tensor) -> Tensor:
-    """h summed over time (dim 0) in float32 (bf16 spike counts above 256 would not be exact)."""
-    return h.sum(0) if h.dtype == torch.float32 else h.sum(0, dtype=torch.float32)
+    """h summed over time (dim 0), a bf16 / fp16 h in float32 (bf16 spike counts above 256 would not be exact)."""
+    wide = membrane_dtype(h.dtype)
+    return h.sum(0) if wide == h.dtype else h.sum(0, dtype=wide)
 
 
 def round_thresholds(thresholds: Sequence[float], decimals: Optional[int] = 2) -> List[float]:
@@ -421,7 +423,8 @@ class SpikingVGG(nn.Module):
                 self.first_current = cur
             s = self._lif(cur, i)
             if self.record:
-                rates.append(s.mean(0) if s.dtype == torch.float32 else s.mean(0, dtype=torch.float32))
+                wide = membrane_dtype(s.dtype)
+                rates.append(s.mean(0) if wide == s.dtype else s.mean(0, dtype=wide))
             return s
 
         with self._arithmetic(seq):
