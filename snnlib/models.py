@@ -230,6 +230,12 @@ class SpikingVGG(nn.Module):
     encoder: PoissonEncoder (default, seed 0) or DirectEncoder; surrogate: registry name or Surrogate;
     reset: "subtract" | "zero"; delay: the released code's one-step-per-layer delay;
     time_chunk: under no_grad, simulate at most this many steps at once (memory bound for large T);
+    grad_time_chunk: with gradients, simulate the sequence in checkpointed pieces of this many steps (activation
+        checkpointing over time, ``torch.utils.checkpoint``): the graph of one piece and the membranes at the piece
+        boundaries are kept instead of the whole sequence's activations, for one more forward pass in the backward
+        (a BPTT gradient at T=2000 needs ~1.5 MB per image-timestep without it); the same gradients up to float
+        rounding.  None (default): the whole sequence at once.  Not with ``record`` (rates of one piece) or the
+        first-current capture of Algorithm 1 (``snnlib.attacks`` computes that gradient by BPTT then, the same);
     layout: "nhwc" (default: channels-last convolutions, ~1.4x faster on CPUs) or "nchw" (faithful: the released
         code's layout and summation order; the two differ by float rounding, which can flip a spike whose membrane
         lands within rounding of its threshold);
@@ -252,7 +258,7 @@ class SpikingVGG(nn.Module):
                  encoder: Optional[nn.Module] = None, surrogate: Union[str, Surrogate] = "linear",
                  reset: str = "subtract", delay: bool = True, time_chunk: Optional[int] = None,
                  layout: str = "nhwc", threshold_decimals: Optional[int] = None, lif_backend: Optional[str] = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", grad_time_chunk: Optional[int] = None):
         super().__init__()
         if not isinstance(net, VGG):
             raise TypeError(f"SpikingVGG wraps a snnlib VGG, got {type(net).__name__}")
@@ -264,6 +270,11 @@ class SpikingVGG(nn.Module):
                                        or time_chunk < 1):
             raise ValueError(f"time_chunk must be None or an int >= 1 (timesteps simulated at once), got {time_chunk!r}")
         self.time_chunk = time_chunk
+        if grad_time_chunk is not None and (isinstance(grad_time_chunk, bool) or not isinstance(grad_time_chunk, int)
+                                            or grad_time_chunk < 1):
+            raise ValueError(f"grad_time_chunk must be None or an int >= 1 (timesteps per checkpointed piece), got "
+                             f"{grad_time_chunk!r}")
+        self.grad_time_chunk = grad_time_chunk
         self.layout = layout
         self.precision = check_precision(precision)
         round_thresholds([], threshold_decimals)  # validates
@@ -415,6 +426,8 @@ class SpikingVGG(nn.Module):
             chunk = min(self.time_chunk or T, T)
             return self.run_pieces((seq[i:i + chunk] for i in range(0, T, chunk)), masks)
         self._check_neuron_thresholds()
+        if self.checkpoints_time(T):
+            return self._run_checkpointed(seq, masks)
         rates = []
 
         def spike(cur: Tensor, i: int) -> Tensor:
@@ -432,6 +445,39 @@ class SpikingVGG(nn.Module):
         if self.record:
             self.last_rates = rates
         return self.net.output(_float_sum(h))
+
+    def checkpoints_time(self, T: int) -> bool:
+        """Whether a graph-building simulation of T steps runs in checkpointed pieces (see ``grad_time_chunk``)."""
+        return (self.grad_time_chunk is not None and T > self.grad_time_chunk and torch.is_grad_enabled()
+                and not self.record and not self.capture_first_current)
+
+    def _run_checkpointed(self, seq: Tensor, masks: Optional[List[Tensor]]) -> Tensor:
+        """``run`` in pieces of ``grad_time_chunk`` steps, each under ``torch.utils.checkpoint``, the membranes of
+        every spiking layer carried from piece to piece (and the gradient back through them)."""
+        from torch.utils.checkpoint import checkpoint
+
+        n_layers, chunk = self.net.num_spiking, int(self.grad_time_chunk)
+
+        def piece(part: Tensor, *membranes: Optional[Tensor]):
+            new: List[Optional[Tensor]] = [None] * n_layers
+
+            def spike(cur: Tensor, i: int) -> Tensor:
+                u = membranes[i]
+                s, state = self.neurons[i](cur, None if u is None else LIFState(u))
+                new[i] = state.u
+                return s
+
+            with self._arithmetic(part):
+                h = self.net.walk(part, spike, masks, self.channels_last)
+            return (_float_sum(h), *new)
+
+        membranes: tuple = (None,) * n_layers
+        total = None
+        for i in range(0, seq.shape[0], chunk):
+            out, *membranes = checkpoint(piece, seq[i:i + chunk], *membranes, use_reentrant=False,
+                                         preserve_rng_state=False)
+            total = out if total is None else total + out
+        return self.net.output(total)
 
     def _arithmetic(self, x: Tensor):
         """The autocast context of ``precision`` on x's device (disabled for "fp32")."""
@@ -540,8 +586,9 @@ class SpikingVGG(nn.Module):
         the encoder and the dropout generator are copies (same state, drawn independently from then on)."""
         kw = dict(net=self.net, thresholds=self.thresholds.tolist(), T=self.T, leak=self.leak,
                   encoder=copy.deepcopy(self.encoder), surrogate=self.surrogate, reset=self.reset,
-                  delay=self.delay, time_chunk=self.time_chunk, layout=self.layout,
-                  threshold_decimals=self.threshold_decimals, lif_backend=self.lif_backend, precision=self.precision)
+                  delay=self.delay, time_chunk=self.time_chunk, grad_time_chunk=self.grad_time_chunk,
+                  layout=self.layout, threshold_decimals=self.threshold_decimals, lif_backend=self.lif_backend,
+                  precision=self.precision)
         kw.update(changes)
         out = SpikingVGG(**kw)
         out.dropout_generator = copy.deepcopy(self.dropout_generator)

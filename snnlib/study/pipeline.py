@@ -50,6 +50,10 @@ PIPELINE_VERSION = 2
 #: the study's SNNs simulate inference (no graph) in pieces of this many timesteps: the same numbers, with memory
 #: bounded at the paper profile's T=2000 (whole-sequence inference of VGG5 at batch 128 would need ~67 GB)
 INFER_TIME_CHUNK = 64
+#: ... and build a graph (attack gradients) in checkpointed pieces of this many timesteps when T is longer
+#: (``SpikingVGG.grad_time_chunk``): the paper profile's SNN-conv at T=2000 would need ~1.5 MB per image-timestep,
+#: ~380 GB for a batch of 128; in pieces of 256 about 50 GB.  Shorter T (every other profile) is not affected.
+GRAD_TIME_CHUNK = 256
 PIPELINE_KEYS = ("dataset", "data_source", "data_dir", "arch", "n_train", "batch_size", "epochs_ann", "epochs_snn",
                  "T_conv", "T_bp", "leak_bp", "threshold_scale_bp", "balance_T", "balance_images",
                  "val_images", "patience", "ann_schedule", "ann_lr", "ann_warmup_epochs", "ann_nesterov",
@@ -371,7 +375,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     th = list(cache.get_or_build("thresholds", th_cfg, build_thresholds)["thresholds"])
     info["thresholds"] = th
     snn_conv = SpikingVGG(ann, scale_thresholds(th, 1.0), T=p["T_conv"], leak=1.0, encoder=PoissonEncoder(seed=0),
-                          time_chunk=INFER_TIME_CHUNK)
+                          time_chunk=INFER_TIME_CHUNK, grad_time_chunk=GRAD_TIME_CHUNK)
     snn_conv.to(device).eval()
 
     # 3. BPTT fine-tuning, early-stopped on the validation split --------------------------------------------
@@ -389,7 +393,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     bp_net.load_state_dict(bp_state["model"])
     bp_net.to(device).eval()
     snn_bp = SpikingVGG(bp_net, bp_th, T=p["T_bp"], leak=p["leak_bp"], encoder=PoissonEncoder(seed=0),
-                        time_chunk=INFER_TIME_CHUNK)
+                        time_chunk=INFER_TIME_CHUNK, grad_time_chunk=GRAD_TIME_CHUNK)
     snn_bp.to(device).eval()
     hist = dict(bp_state.get("history") or {})
     val_acc = list(hist.get("val_acc") or [])

@@ -568,3 +568,54 @@ def test_attack_gradients_of_a_bf16_model_follow_fp32(vgg5, calibrated, mode):
         grads.append(g.flatten())
     assert grads[1].dtype == torch.float32 and grads[1].abs().sum() > 0
     assert float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)) > 0.9
+
+
+# ------------------------------------------------------------------ activation checkpointing over time
+def test_checkpointed_time_pieces_give_the_whole_sequence_gradients():
+    """grad_time_chunk: the sequence in checkpointed pieces, membranes carried across (and the gradient back
+    through them); in float64 the logits, the input gradient and the weight gradients are those of one piece, with
+    dropout masks (train mode) too."""
+    net = build_ann("vgg5", seed=0).double()
+    whole = SpikingVGG(net, [1.0, 0.5, 0.5, 0.2, 0.2], T=14, leak=0.99, encoder=PoissonEncoder(seed=3)).double()
+    pieces = whole.twin(grad_time_chunk=4)
+    x = _x(2).double()
+    y = torch.tensor([1, 2])
+    for train in (False, True):
+        got = []
+        for model in (whole, pieces):
+            model.train(train)
+            model.encoder.reseed(3)
+            model.dropout_generator = torch.Generator().manual_seed(8)
+            xx = x.clone().requires_grad_()
+            for p in net.parameters():
+                p.grad = None
+            out = model(xx)
+            torch.nn.functional.cross_entropy(out, y).backward()
+            got.append((out.detach(), xx.grad, net.features[0].weight.grad.clone(), net.output.weight.grad.clone()))
+        assert pieces.checkpoints_time(14) and not whole.checkpoints_time(14)
+        assert got[0][1].abs().sum() > 0 and got[0][2].abs().sum() > 0
+        for a, b in zip(*got):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        assert not pieces.checkpoints_time(14)            # inference has its own pieces (time_chunk)
+    assert not pieces.checkpoints_time(4)
+
+
+def test_algorithm1_of_a_checkpointed_model_is_the_bptt_gradient():
+    from snnlib.attacks.gradients import gradient
+    net = build_ann("vgg5", seed=0).double()
+    model = SpikingVGG(net, [1.0, 0.5, 0.5, 0.2, 0.2], T=10, leak=0.99, encoder=PoissonEncoder(seed=1)).double().eval()
+    x, y = _x(2).double(), torch.tensor([3, 4])
+    model.encoder.reseed(1)
+    ref, _ = gradient(model, x, y, mode="algorithm1")
+    chunked = model.twin(grad_time_chunk=3)
+    chunked.encoder.reseed(1)
+    got, _ = gradient(chunked, x, y, mode="algorithm1")
+    assert ref.abs().sum() > 0 and chunked.first_current is None
+    torch.testing.assert_close(got, ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
+def test_grad_time_chunk_validated(vgg5, bad):
+    with pytest.raises(ValueError, match="grad_time_chunk must be None or an int >= 1"):
+        SpikingVGG(vgg5, [1.0] * 5, T=8, grad_time_chunk=bad)
