@@ -80,12 +80,14 @@ def machine_info(threads: Optional[int] = None) -> dict:
 
 def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, threads: Optional[int] = None,
             seconds: float = 4.0, min_iters: int = 3, warmup: Optional[int] = None, seed: int = 0,
-            lif_backend: Optional[str] = None, precision: str = "fp32") -> dict:
+            lif_backend: Optional[str] = None, precision: str = "fp32",
+            grad_time_chunk: Optional[int] = None) -> dict:
     """Time one mode in the current process; returns {mode, rate, unit, iters, seconds, rss/peak in MB, ...}.
 
     lif_backend: ``snnlib.neurons.set_lif_backend`` setting for the SNN modes (None = leave as is); its one-off
     compilation, if any, happens in the warm-up and is reported as ``warmup_s``.
-    precision: ``SpikingVGG``'s arithmetic for the SNN modes, "fp32" or "bf16" (the ANN modes stay fp32).
+    precision: ``SpikingVGG``'s arithmetic for the SNN modes, "fp32" or "bf16" (the ANN modes stay fp32);
+    grad_time_chunk: ``SpikingVGG``'s checkpointed time pieces for the gradient modes (None: the whole sequence).
     """
     import torch
     import torch.nn.functional as F
@@ -109,7 +111,7 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
         per_iter, target = batch, net
     else:
         th = _VGG5_THRESHOLDS if net.arch == "vgg5" else [1.0] * net.num_spiking
-        target = SpikingVGG(net, th, T=T, leak=0.99, precision=precision)
+        target = SpikingVGG(net, th, T=T, leak=0.99, precision=precision, grad_time_chunk=grad_time_chunk)
         per_iter = batch * T
     if mode == "ann_train":
         opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4)
@@ -160,7 +162,8 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
                 batch=batch, threads=torch.get_num_threads(), lif_backend=get_lif_backend(), iters=len(times), seconds=round(total, 3),
                 warmup_s=round(warm_s, 3), rate=per_iter * len(times) / total, best_rate=per_iter / best,
                 rss_before_mb=round(rss0 / mb, 1), peak_rss_mb=round(peak / mb, 1),
-                peak_delta_mb=round((peak - rss0) / mb, 1), precision=precision if mode.startswith("snn") else "fp32")
+                peak_delta_mb=round((peak - rss0) / mb, 1), precision=precision if mode.startswith("snn") else "fp32",
+                grad_time_chunk=grad_time_chunk if mode.startswith("snn") else None)
 
 
 def _child(q, kwargs):  # pragma: no cover - runs in a spawned process
@@ -173,14 +176,15 @@ def _child(q, kwargs):  # pragma: no cover - runs in a spawned process
 def run_benchmarks(modes=tuple(MODES), model: str = "vgg5", T: int = 25, batch: int = 64,
                    threads: Optional[int] = None, seconds: float = 4.0, min_iters: int = 3,
                    lif_backend: Optional[str] = None, fresh_process: bool = True, verbose: bool = True,
-                   precision: str = "fp32") -> dict:
+                   precision: str = "fp32", grad_time_chunk: Optional[int] = None) -> dict:
     """Run the given modes (each in a fresh spawned process by default); returns {'machine': ..., 'results': [...]}.
-    precision: arithmetic of the SNN modes ("fp32" | "bf16", see ``measure``)."""
+    precision, grad_time_chunk: settings of the SNN modes (see ``measure``)."""
     info = machine_info(threads)
     results = []
     for mode in modes:
         kwargs = dict(mode=mode, model=model, T=T, batch=batch, threads=threads, seconds=seconds,
-                      min_iters=min_iters, lif_backend=lif_backend, precision=precision)
+                      min_iters=min_iters, lif_backend=lif_backend, precision=precision,
+                      grad_time_chunk=grad_time_chunk)
         if verbose:
             print(f"  running {mode} ...", file=sys.stderr, flush=True)
         if fresh_process:
@@ -198,7 +202,8 @@ def run_benchmarks(modes=tuple(MODES), model: str = "vgg5", T: int = 25, batch: 
         results.append(res)
     info["load_end"] = load_average()
     return dict(machine=info, config=dict(model=model, T=T, batch=batch, seconds=seconds, min_iters=min_iters,
-                                          lif_backend=lif_backend, precision=precision), results=results)
+                                          lif_backend=lif_backend, precision=precision,
+                                          grad_time_chunk=grad_time_chunk), results=results)
 
 
 def format_table(report: dict) -> str:
@@ -216,7 +221,7 @@ def format_table(report: dict) -> str:
     c = report["config"]
     backends = sorted({r.get("lif_backend") for r in report["results"] if r["mode"].startswith("snn")})
     lines.append(f"model {c['model']}, batch {c['batch']}, LIF backend {'/'.join(map(str, backends)) or '-'}, "
-                 f"SNN precision {c.get('precision', 'fp32')}; "
+                 f"SNN precision {c.get('precision', 'fp32')}, gradient time pieces {c.get('grad_time_chunk') or '-'}; "
                  f"rate = work / total timed seconds, best = fastest iteration;\npeak RSS = ru_maxrss of the mode's "
                  f"own process, delta = peak - RSS before warm-up. The CPU is shared: compare numbers only at "
                  f"similar load.")
@@ -516,6 +521,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                     help="arithmetic of the SNN modes: fp32 (the papers') or bf16 (SpikingVGG's option: bfloat16 "
                          "convolutions and linear layers, float32 membranes); --compare times both by itself")
+    ap.add_argument("--grad-time-chunk", type=int, default=None, metavar="N",
+                    help="SNN gradient modes: checkpointed pieces of N timesteps (activation checkpointing over "
+                         "time; memory of N steps instead of T, one more forward)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--compare", action="store_true",
                     help="compare with snnTorch and SpikingJelly (VGG5 LIF, batch 64, T in --compare-T; needs "
@@ -550,14 +558,15 @@ def main(argv=None) -> int:
     from ..encoding import check_timesteps
     check_arch(a.model)
     check_timesteps(a.T)
-    if a.batch < 1 or (a.threads is not None and a.threads < 1) or a.min_iters < 1:
-        ap.error("--batch, --threads and --min-iters must be >= 1")
+    if a.batch < 1 or (a.threads is not None and a.threads < 1) or a.min_iters < 1 or \
+            (a.grad_time_chunk is not None and a.grad_time_chunk < 1):
+        ap.error("--batch, --threads, --min-iters and --grad-time-chunk must be >= 1")
     modes = [s.strip() for s in a.modes.split(",") if s.strip()]
     bad = [s for s in modes if s not in MODES]
     if bad:
         ap.error(f"unknown modes {bad}; choose from {list(MODES)}")
     report = run_benchmarks(modes, a.model, a.T, a.batch, a.threads, a.seconds, a.min_iters, a.lif_backend,
-                            precision=a.precision)
+                            precision=a.precision, grad_time_chunk=a.grad_time_chunk)
     print(format_table(report))
     if a.peak:
         print(add_peak_fractions(report, a.model, a.threads))

@@ -22,3 +22,9 @@ def test_snn_modes_run_at_bf16_and_say_so(mode):
     assert measure("ann_infer", batch=2, seconds=0.0, min_iters=1, warmup=0, precision="bf16")["precision"] == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         measure(mode, T=6, batch=2, precision="half")
+
+
+def test_the_attack_gradient_mode_runs_in_checkpointed_time_pieces():
+    r = measure("snn_attack", T=8, batch=2, seconds=0.0, min_iters=1, warmup=0, grad_time_chunk=3)
+    assert r["grad_time_chunk"] == 3 and r["rate"] > 0
+    assert measure("ann_infer", batch=2, seconds=0.0, min_iters=1, warmup=0, grad_time_chunk=3)["grad_time_chunk"] is None
