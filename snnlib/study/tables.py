@@ -444,17 +444,22 @@ def provenance_table(results_dir: Union[str, Path], skip: Sequence[str] = ("07_s
 BENCH_MODES = {"infer": "inference", "bptt": "BPTT training step"}
 
 
-def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
-    """The speed comparison's JSON (``python -m snnlib.bench``); a relative path is tried from here and from ``..``
-    (a notebook executed in book/)."""
+def _read_data_json(path: Union[str, Path], name: str, command: str) -> Dict[str, Any]:
+    """A JSON data file; a relative path is tried from here and from ``..`` (a notebook executed in book/).  A missing
+    file is a FileNotFoundError naming the parameter ``name`` and the ``command`` that writes it."""
     p = Path(path)
     if not p.is_absolute() and not p.exists() and (Path("..") / p).exists():
         p = Path("..") / p
     try:
         return json.loads(p.read_text())
     except OSError as e:
-        raise FileNotFoundError(f"bench_json={str(path)!r}: cannot read {p} ({e.strerror}); run "
-                                "python -m snnlib.bench to write it") from None
+        raise FileNotFoundError(f"{name}={str(path)!r}: cannot read {p} ({e.strerror}); run {command} to write "
+                                "it") from None
+
+
+def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
+    """The speed comparison's JSON (``python -m snnlib.bench``)."""
+    return _read_data_json(path, "bench_json", "python -m snnlib.bench")
 
 
 def bench_labels(report: Mapping[str, Any]) -> Dict[str, str]:
@@ -559,16 +564,8 @@ def bench_bf16_text(report: Mapping[str, Any]) -> str:
 
 
 def load_precision(path: Union[str, Path]) -> Dict[str, Any]:
-    """The bf16 option's accuracy effect (``python -m snnlib.study.precision --json``); relative paths as in
-    :func:`load_bench`."""
-    p = Path(path)
-    if not p.is_absolute() and not p.exists() and (Path("..") / p).exists():
-        p = Path("..") / p
-    try:
-        return json.loads(p.read_text())
-    except OSError as e:
-        raise FileNotFoundError(f"precision_json={str(path)!r}: cannot read {p} ({e.strerror}); run "
-                                "python -m snnlib.study.precision --json PATH to write it") from None
+    """The bf16 option's accuracy effect (``python -m snnlib.study.precision --json``)."""
+    return _read_data_json(path, "precision_json", "python -m snnlib.study.precision --json PATH")
 
 
 def precision_text(report: Mapping[str, Any]) -> str:
