@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +42,15 @@ from .pipeline import ModelSet, build_models, resolve_device
 from .profiles import KNOWN_PARAMS, ProfileError, validate_overrides
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
                       CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
-                      LeakResults, LeakRow, MaskingReport, ModelsResults, StageRow, SummaryFile,
+                      LeakResults, LeakRow, MaskingReport, ModelsResults, PerturbationImages, StageRow, SummaryFile,
                       TimestepPoint, TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
            "model_key", "make_attack", "clean_scores", "clean_accuracy", "clean_outcomes", "clean_table",
            "conversion_timesteps", "accuracy_vs_T", "training_histories",
-           "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "robustness_row",
+           "models_results", "attack_result", "eps_sweep", "main_eps", "layer_perturbation", "layer_ratios",
+           "summarize_ratios", "noise_like", "robustness_row",
            "discretization_results", "leak_results", "training_method_results", "attack_source_results",
            "zero_gradient_share", "adaptive_attacks", "autoattack_stages", "masking_report", "worst_case_outcomes",
            "cascade_stages", "cascade_report", "full_outcomes", "target_pairs",
@@ -340,7 +342,8 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
                 grad_mode: Optional[str] = None, **kw) -> Attack:
     """An attack of the papers' family by name ("fgsm", "rfgsm", "bim", "pgd") at eps_255 / 255.
 
-    SNN sources use the papers' Algorithm 1 gradient by default; PGD takes the profile's steps and step size.
+    SNN sources use the papers' Algorithm 1 gradient by default; PGD takes the profile's steps and step size; the
+    attack crafts ``attack_batch`` images at once where the notebook has that parameter (else all at once).
     """
     key = name.lower()
     if key not in {k.lower() for k in ATTACKS}:
@@ -352,6 +355,7 @@ def make_attack(name: str, model: nn.Module, eps_255: float, params: Mapping[str
     if key == "pgd":
         kw.setdefault("alpha", float(params["pgd_alpha"]) / 255.0)
         kw.setdefault("steps", int(params["pgd_steps"]))
+    kw.setdefault("batch_size", params.get("attack_batch"))
     return cls(model, eps, grad_mode=grad_mode, seed=int(params["attack_seed"]), **kw)
 
 
@@ -454,12 +458,11 @@ def main_eps(params: Mapping[str, Any]) -> float:
 
 # ----------------------------------------------------------------------------------------------------- layers
 @torch.no_grad()
-def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0) -> List[LayerPerturbation]:
-    """Relative perturbation ||a_l(x_adv) - a_l(x)|| / ||a_l(x)|| of every spiking layer (claim 10), per image.
+def layer_ratios(model: nn.Module, x: Tensor, x_pert: Tensor, seed: int = 0) -> List[Tensor]:
+    """Per image, the relative perturbation ||a_l(x_pert) - a_l(x)|| / ||a_l(x)|| of every spiking layer l: one
+    (N,) tensor per layer, nan where the layer is silent on the clean image.
 
-    ANN: post-ReLU activations; SNN: time-averaged spike rates (same Poisson draws for x and x_adv).  Returns one
-    record per layer: mean over the images whose clean activity is non-zero, a normal-approximation 95 % interval
-    (low, high) and n; mean is nan when the layer is silent for every image.
+    ANN: post-ReLU activations; SNN: time-averaged spike rates (the same Poisson draws for x and x_pert).
     """
     was = model.training
     model.eval()
@@ -469,26 +472,57 @@ def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0
         model(x)
         clean = [r.clone() for r in model.last_rates]
         model.encoder.reseed(seed)
-        model(x_adv)
-        adv = list(model.last_rates)
+        model(x_pert)
+        pert = list(model.last_rates)
         model.record = False
     else:
         _, clean = model(x, record=True)
-        _, adv = model(x_adv, record=True)
+        _, pert = model(x_pert, record=True)
     model.train(was)
     out = []
-    for a, b in zip(clean, adv):
+    for a, b in zip(clean, pert):
         den = a.flatten(1).norm(dim=1)
-        ok = den > 0
-        ratio = (b - a).flatten(1).norm(dim=1)[ok] / den[ok]
-        n = int(ok.sum())
+        ratio = (b - a).flatten(1).norm(dim=1) / den
+        out.append(torch.where(den > 0, ratio, torch.full_like(ratio, float("nan"))))
+    return out
+
+
+def summarize_ratios(ratios: Sequence[Tensor]) -> List[LayerPerturbation]:
+    """One record per layer of :func:`layer_ratios`: the mean over the images where it is defined, a
+    normal-approximation 95 % interval (low, high) and n; mean is nan when the layer is silent for every image."""
+    out = []
+    for r in ratios:
+        r = r[~torch.isnan(r)]
+        n = int(r.numel())
         if n == 0:
             out.append(LayerPerturbation(mean=float("nan"), low=float("nan"), high=float("nan"), n=0))
             continue
-        m = float(ratio.mean())
-        half = 1.96 * float(ratio.std()) / n ** 0.5 if n > 1 else float("nan")
+        m = float(r.mean())
+        half = 1.96 * float(r.std()) / n ** 0.5 if n > 1 else float("nan")
         out.append(LayerPerturbation(mean=m, low=m - half, high=m + half, n=n))
     return out
+
+
+def layer_perturbation(model: nn.Module, x: Tensor, x_adv: Tensor, seed: int = 0) -> List[LayerPerturbation]:
+    """Relative perturbation ||a_l(x_adv) - a_l(x)|| / ||a_l(x)|| of every spiking layer (claim 10), summarised over
+    the images (:func:`layer_ratios`, :func:`summarize_ratios`)."""
+    return summarize_ratios(layer_ratios(model, x, x_adv, seed))
+
+
+def noise_like(x: Tensor, x_adv: Tensor, seed: int) -> Tensor:
+    """Random-sign noise of the attack's size: each image moves by +-s per pixel with s = ||x_adv - x||_2 / sqrt(D),
+    the attack's L2 distance (hence within its L-infinity budget), then clipped to [0, 1].  Signs from the seeded
+    stream ``"study.layer_noise"``.  x, x_adv: (N, C, H, W)."""
+    g = generator(seed, "study.layer_noise")
+    signs = torch.randint(0, 2, tuple(x.shape), generator=g).to(x.device, x.dtype) * 2 - 1
+    step = (x_adv - x).flatten(1).norm(dim=1) / float(x[0].numel()) ** 0.5
+    return (x + signs * step.view(-1, *([1] * (x.dim() - 1)))).clamp(0, 1)
+
+
+def _last_layer_images(ids: Sequence[int], adv: Tensor, noise: Tensor) -> PerturbationImages:
+    def values(t: Tensor) -> List[Optional[float]]:
+        return [None if math.isnan(v) else float(v) for v in t.tolist()]
+    return PerturbationImages(image_ids=[int(i) for i in ids], adversarial=values(adv), noise=values(noise))
 
 
 # ----------------------------------------------------------------------------------------------------- sweeps
@@ -542,11 +576,16 @@ def leak_results(ctx: Context, eps_255: float, log: Callable[[str], Any] = print
         log(_progress_line(f"leak {lk:g}", f))
     x_adv = make_attack("pgd", ctx.twin.ann, eps_255, P)(ctx.x, ctx.y)
     seed = P["eval_seed"]
-    pert = {"ANN": layer_perturbation(ctx.target.ann, ctx.x, x_adv),
-            "SNN-conv (IF)": layer_perturbation(ctx.target.snn_conv, ctx.x, x_adv, seed)}
+    x_noise = noise_like(ctx.x, x_adv, int(P["attack_seed"]))
+    models = {"ANN": ctx.target.ann, "SNN-conv (IF)": ctx.target.snn_conv}
     for lk in sorted(P["leak_list"]):
-        pert[f"SNN-BP leak {lk:g}"] = layer_perturbation(ctx.target.snn_bp.twin(leak=lk), ctx.x, x_adv, seed)
-    return LeakResults(rows=rows, perturbation=pert, eps_255=float(eps_255))
+        models[f"SNN-BP leak {lk:g}"] = ctx.target.snn_bp.twin(leak=lk)
+    pert, images, ids = {}, {}, ctx.attack_ids().tolist()
+    for label, model in models.items():
+        adv = layer_ratios(model, ctx.x, x_adv, seed)
+        pert[label] = summarize_ratios(adv)
+        images[label] = _last_layer_images(ids, adv[-1], layer_ratios(model, ctx.x, x_noise, seed)[-1])
+    return LeakResults(rows=rows, perturbation=pert, eps_255=float(eps_255), perturbation_images=images)
 
 
 def target_pairs(ctx: Context) -> List[tuple]:

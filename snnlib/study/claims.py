@@ -40,7 +40,7 @@ from .records import AttackRecord, ClaimRow, StudyResults, load_study
 __all__ = ["PAPER_TABLE_I", "VERDICTS", "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT_TESTABLE", "NOT_RUN",
            "VerdictRule", "VERDICT_RULES", "GUARDS", "PRIMARY", "NO_OUTCOMES", "CIFAR100_REASON", "DEFAULT_MARGIN",
            "DEFAULT_ALPHA", "POWER", "MAX_ZERO_GRAD", "Judgement", "judge_pair", "judge_sweep", "trend", "evaluate_claims", "count_verdicts",
-           "chance_level_models", "CLAIMS"]
+           "chance_level_models", "CLAIMS", "layer_attenuation", "MIN_PERTURBATION_IMAGES"]
 
 #: IJCNN 2019 Table I (VGG-9, full CIFAR-10): the paper's clean accuracies, in percent. Not measured here.
 PAPER_TABLE_I = {"ANN": 89.5, "SNN-conv": 85.6, "SNN-BP": 87.1}
@@ -124,10 +124,14 @@ VERDICT_RULES: List[VerdictRule] = [
                 "exact McNemar per setting, Holm-adjusted within the claim", "A − B > 0", "none",
                 "0.05, Holm within the claim", "at least two settings significant with A > B and none with A < B",
                 "any setting significant with A < B", "otherwise", _GUARDED),
-    VerdictRule("layers attenuate a perturbation", ("E10",), "descriptive (not a paired test yet): 95 % intervals "
-                "of the mean relative perturbation at the last spiking layer", "SNN < ANN", "none", "—",
-                "every SNN's interval below the ANN's", "every SNN's interval above the ANN's", "otherwise",
-                "—"),
+    VerdictRule("layers attenuate a perturbation", ("E10",), "Wilcoxon signed-rank test, per attacked image, of "
+                "q(SNN) − q(ANN), where q = a model's relative perturbation at its last spiking layer under the attack "
+                "divided by the same under random-sign noise of the attack's L2 size; each SNN variant against the "
+                "ANN, all must hold (intersection-union, p = the largest). Results without per-image values (older "
+                "runs): descriptive, 95 % intervals of the mean", "median q(SNN) − q(ANN) < 0", "none", "0.05 (raw)",
+                "every SNN p < alpha with median < 0", "every SNN p < alpha with median > 0",
+                "otherwise; the smallest median difference detectable at 80 % power is stated",
+                "a compared model excluded by the guards, or fewer than 10 images with every value defined"),
     VerdictRule("not testable at this scale", ("E3",), "none", "—", "—", "—", "—", "—", "—",
                 "the shipped data cannot support the experiment"),
 ]
@@ -202,6 +206,13 @@ class Judgement:
             if CONTRADICTED in vs:
                 return CONTRADICTED
             return SUPPORTED if all(v == SUPPORTED for v in vs) and not self.incomplete else INCONCLUSIVE
+        if r == "layers attenuate a perturbation":
+            ps = [q.pvalues["Wilcoxon"] < alpha for q in self.parts]
+            if all(ps) and all(q.sign == q.claimed for q in self.parts):
+                return SUPPORTED
+            if all(ps) and all(q.sign == -q.claimed for q in self.parts):
+                return CONTRADICTED
+            return INCONCLUSIVE
         if r == "A more robust than B in several settings":
             vs = [q.verdict(alpha, {"McNemar": p[q.label]}) for q in self.parts]
             if CONTRADICTED in vs:
@@ -709,8 +720,82 @@ def _c_leak(ctx: _Ctx) -> Judgement:
     return j
 
 
-def _c_layers(ctx: _Ctx) -> Tuple[str, str]:
-    """E10, descriptive: (verdict, measured) from the intervals of the mean relative perturbation."""
+#: images with every value defined that a per-image test of E10 needs
+MIN_PERTURBATION_IMAGES = 10
+
+
+def _normalised(images) -> Dict[int, float]:
+    """{image id: q = adversarial / noise perturbation} where both are defined and the noise one is > 0."""
+    return {i: a / z for i, a, z in zip(images.image_ids, images.adversarial, images.noise)
+            if a is not None and z is not None and z > 0 and math.isfinite(a) and math.isfinite(z)}
+
+
+def layer_attenuation(leak) -> Dict[str, Dict[str, Any]]:
+    """E10's per-image comparison, from chapter 3's :class:`~snnlib.study.records.LeakResults`: for every SNN variant,
+    q = its relative perturbation at the last spiking layer under the attack / under random-sign noise of the same L2
+    size, against the ANN's q on the same images.  {label: {n, median_q, median_q_ann, median_difference, p (two-sided
+    Wilcoxon signed-rank of q(SNN) − q(ANN); 1 when every difference is 0), mde (about the smallest median
+    difference detectable at 80 % power, alpha 0.05)}}; {} when the results hold no per-image values."""
+    from scipy.stats import wilcoxon
+
+    images = leak.perturbation_images if leak is not None else {}
+    if "ANN" not in images:
+        return {}
+    ann = _normalised(images["ANN"])
+    z = 1.959963984540054 + 0.8416212335729143            # alpha 0.05 two-sided, power 0.8
+    out = {}
+    for label, imgs in images.items():
+        if label == "ANN":
+            continue
+        mine = _normalised(imgs)
+        common = sorted(set(mine) & set(ann))
+        d = np.array([mine[i] - ann[i] for i in common])
+        n = len(d)
+        p = 1.0 if n == 0 or not np.any(d) else float(wilcoxon(d).pvalue)
+        # the signed-rank test's efficiency is 3/pi of the t test's: its MDE ~ z * sd * sqrt(pi/3) / sqrt(n)
+        mde = z * float(np.std(d, ddof=1)) * math.sqrt(math.pi / 3.0) / math.sqrt(n) if n > 1 else float("nan")
+        out[label] = dict(n=n, median_q=float(np.median([mine[i] for i in common])) if n else float("nan"),
+                          median_q_ann=float(np.median([ann[i] for i in common])) if n else float("nan"),
+                          median_difference=float(np.median(d)) if n else float("nan"), p=p, mde=mde)
+    return out
+
+
+def _c_layers(ctx: _Ctx):
+    """E10: per image, each SNN's noise-normalised perturbation at its last spiking layer against the ANN's
+    (Wilcoxon signed-rank, every SNN); results without per-image values are judged on the intervals."""
+    leak = ctx.S.leak
+    labels = [k for k in (leak.perturbation if leak is not None else {}) if k != "ANN"]
+    att = layer_attenuation(leak)
+    if not att or any(k not in att for k in labels):
+        return _c_layers_descriptive(ctx)
+    dead = chance_level_models(ctx.S, ctx.alpha)
+    if dead:
+        excluded = [f"{k} (clean accuracy in chapter 1 not above chance)" for k in dead]
+        raise _NotTestable(f"{_excluded_text(excluded)}; not testable at this scale", excluded)
+    parts = []
+    for label in labels:
+        a = att[label]
+        if a["n"] < MIN_PERTURBATION_IMAGES:
+            raise _NotTestable(f"{label}: only {a['n']} images with a defined perturbation under both the "
+                               f"attack and the noise (at least {MIN_PERTURBATION_IMAGES} needed)")
+        text = (f"{label}: median q(SNN) − q(ANN) {a['median_difference']:+.3f} (median q {a['median_q']:.3f} vs "
+                f"ANN {a['median_q_ann']:.3f}) on {a['n']} images, Wilcoxon p = {_fmt_p(a['p'])}")
+        parts.append(Judgement(rule="layers attenuate a perturbation", pvalues={"Wilcoxon": a["p"]},
+                               sign=int(np.sign(a["median_difference"])), text=text, test="Wilcoxon signed-rank",
+                               claimed=-1, n_images=a["n"], label=label,
+                               power=f"{label}: smallest detectable median difference about {a['mde']:.3f}"))
+    worst = max(parts, key=lambda q: q.pvalues["Wilcoxon"])
+    text = ("q = relative perturbation at the last spiking layer under the twin-ANN PGD / under random-sign noise "
+            "of the same L2 size, per image: " + "; ".join(q.text for q in parts))
+    return Judgement(rule="layers attenuate a perturbation", pvalues={"largest (all SNNs)": worst.pvalues["Wilcoxon"]},
+                     sign=worst.sign, claimed=-1, text=text,
+                     test="Wilcoxon signed-rank per SNN vs the ANN (all must hold)", n_images=worst.n_images,
+                     power="; ".join(q.power for q in parts), parts=parts)
+
+
+def _c_layers_descriptive(ctx: _Ctx) -> Tuple[str, str]:
+    """E10 for results without per-image values, descriptive: (verdict, measured) from the intervals of the mean
+    relative perturbation."""
     pert = {} if ctx.S.leak is None else ctx.S.leak.perturbation
     ann = pert.get("ANN")
     snn = {k: v for k, v in pert.items() if k != "ANN"}

@@ -323,6 +323,10 @@ _PARAM_LIST = [
        "white-box targets: 'first' (the first seed's models; the second only as black-box source) or 'both' "
        "(each seed a target and the other's source: two replicates)", _choice_check("first", "both"),
        ["04_training_method", "05_attack_source"]),
+    _p("attack_batch", "int|null", "an integer >= 1 or null",
+       "images an attack crafts at once (null: all attack images in one batch); BPTT memory grows with it x T; the "
+       "examples are those of one batch (the random start continues one stream, the source's spikes are drawn per "
+       "image) up to float rounding", _optional(_int_check(1)), ["05_attack_source"]),
     _p("eot_samples", "int", "an integer >= 1",
        "Expectation-over-Transformation samples per gradient", _int_check(1),
        ["06_gradient_masking"]),

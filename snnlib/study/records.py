@@ -31,7 +31,8 @@ from ..stats import Accuracy
 
 __all__ = ["SCHEMA_VERSION", "RecordError", "AttackRecord", "CleanRow", "TimestepPoint", "ModelsResults",
            "RobustnessRow", "DiscretizationRow", "DiscretizationResults", "LeakRow", "LayerPerturbation",
-           "LeakResults", "TrainingMethodRow", "TrainingMethodResults", "TransferCell", "AttackSourceResults",
+           "LeakResults", "PerturbationImages", "TrainingMethodRow", "TrainingMethodResults", "TransferCell",
+           "AttackSourceResults",
            "CheckRecord", "MaskingReport", "StageRow", "CascadeRecord", "GradientMaskingResults", "ClaimRow",
            "SummaryFile", "ChapterFile",
            "CHAPTER_RESULTS", "StudyResults", "to_dict", "from_dict", "to_json", "from_json", "read_chapter",
@@ -205,12 +206,26 @@ class LayerPerturbation:
 
 
 @dataclass
+class PerturbationImages:
+    """One model's relative perturbation ||a(x') - a(x)|| / ||a(x)|| at its last spiking layer, per attacked image:
+    under the attack (x' = x_adv) and under random-sign noise of the same L2 size per image (x' = x_noise).
+    None where the layer is silent on the clean image (undefined)."""
+
+    image_ids: List[int]
+    adversarial: List[Optional[float]]
+    noise: List[Optional[float]]
+
+
+@dataclass
 class LeakResults:
-    """Chapter 03_leak: the leak sweep and the layer-wise perturbation of each model ({label: per layer})."""
+    """Chapter 03_leak: the leak sweep, the layer-wise perturbation of each model ({label: per layer}) and, per model,
+    the per-image perturbation at the last spiking layer under the attack and under noise (claim E10's paired test;
+    empty in results written before it)."""
 
     rows: List[LeakRow]
     perturbation: Dict[str, List[LayerPerturbation]]
     eps_255: float
+    perturbation_images: Dict[str, PerturbationImages] = field(default_factory=dict)
 
 
 @dataclass

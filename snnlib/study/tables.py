@@ -20,7 +20,8 @@ from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, L
                       TrainingMethodResults, AttackSourceResults, series)
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
-           "perturbation_table", "headline_table", "masking_checks_table", "cascade_table", "cascade_stage_table",
+           "perturbation_table", "attenuation_table", "headline_table", "masking_checks_table", "cascade_table",
+           "cascade_stage_table",
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
@@ -216,6 +217,18 @@ def leak_glue(results: LeakResults, num_classes: int = 10) -> Dict[str, Any]:
     """eps and leak_trend (SNN-BP white-box PGD from the strongest leak to IF; chance-level points marked)."""
     return {"eps": f"{results.eps_255:g}/255",
             "leak_trend": sweep_sentence(results.rows, "leak", "pgd_wb", num_classes)}
+
+
+def attenuation_table(results: LeakResults) -> Table:
+    """Claim E10 per image: each SNN's noise-normalised perturbation q at its last spiking layer against the ANN's
+    (``snnlib.study.claims.layer_attenuation``): images, median q of both, median difference, Wilcoxon p."""
+    from .claims import layer_attenuation
+    rows = [[label, a["n"], f"{a['median_q']:.3f}", f"{a['median_q_ann']:.3f}", f"{a['median_difference']:+.3f}",
+             f"{a['p']:.2g}"] for label, a in layer_attenuation(results).items()]
+    return Table(rows, ["model", "images", "median q", "median q of the ANN", "median q − q(ANN)", "Wilcoxon p"],
+                 "q = relative perturbation at the last spiking layer under the attack / under random-sign noise of "
+                 "the same L2 size, per image (below 0: the SNN passes on less of the attack than the ANN does)",
+                 ["l", "r", "r", "r", "r", "r"])
 
 
 def perturbation_table(results: LeakResults) -> Table:

@@ -74,6 +74,20 @@ def test_layer_perturbation_known_answers():
     assert all(math.isnan(d.mean) and d.n == 0 for d in out)
 
 
+def test_noise_like_has_the_attacks_size_per_image_and_a_seeded_direction():
+    import torch
+    g = torch.Generator().manual_seed(0)
+    x = 0.25 + 0.5 * torch.rand(4, 3, 32, 32, generator=g)                 # away from 0 and 1: no clipping
+    x_adv = (x + (8 / 255) * torch.sign(torch.randn(4, 3, 32, 32, generator=g)) * (torch.arange(4) / 3).view(-1, 1, 1, 1))
+    noise = E.noise_like(x, x_adv, seed=0)
+    torch.testing.assert_close((noise - x).flatten(1).norm(dim=1), (x_adv - x).flatten(1).norm(dim=1))
+    assert float((noise - x).abs().max()) <= 8 / 255 + 1e-6 and torch.equal(noise, E.noise_like(x, x_adv, seed=0))
+    assert not torch.equal(noise, E.noise_like(x, x_adv, seed=1)) and torch.equal(noise[0], x[0])
+    ann = __import__("snnlib.models", fromlist=["build_ann"]).build_ann("vgg5", seed=0)
+    ratios = E.layer_ratios(ann, x, noise)
+    assert len(ratios) == 5 and ratios[-1].shape == (4,) and float(ratios[-1][0]) == 0.0 and float(ratios[-1][3]) > 0
+
+
 # ------------------------------------------------------------------------------------ attacks on tiny models
 @pytest.fixture(scope="module")
 def tiny_ctx(tmp_path_factory):
@@ -151,6 +165,21 @@ def test_zero_gradient_share_is_the_robustness_apis_value(tiny_ctx):
         share = E.zero_gradient_share(atk, tiny_ctx.x, tiny_ctx.y)
         res = evaluate_attack(model, atk, tiny_ctx.x, tiny_ctx.y, eval_seed=0, zero_grad_check=True)
         assert share == res.zero_grad_share and 0.0 <= share <= 1.0
+
+
+def test_attack_batch_crafts_in_pieces_within_the_budget(tiny_ctx):
+    """attack_batch (chapter 5's memory bound): the attack crafts that many images at once, with the same examples
+    as one batch of all (the random start continues one stream, the source's spikes are drawn per image)."""
+    import torch
+    model = tiny_ctx.target.snn_bp
+    whole = E.make_attack("pgd", model, 8, tiny_ctx.params)
+    pieces = E.make_attack("pgd", model, 8, dict(tiny_ctx.params, attack_batch=3))
+    assert whole.batch_size is None and pieces.batch_size == 3
+    assert whole.config() != pieces.config()
+    x, y = tiny_ctx.x[:7], tiny_ctx.y[:7]
+    a, b = whole(x, y), pieces(x, y)
+    assert (b - x).abs().max() <= 8 / 255 + 1e-6 and b.min() >= 0 and b.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, x)
 
 
 def test_attack_pair_and_attack_result(tiny_ctx):
@@ -272,6 +301,10 @@ def test_discretization_and_leak_sweeps_build_their_records(tiny_ctx):
     assert [r.leak for r in leak.rows] == [0.9, 1.0]
     assert list(leak.perturbation) == ["ANN", "SNN-conv (IF)", "SNN-BP leak 0.9", "SNN-BP leak 1"]
     assert all(len(v) == 5 for v in leak.perturbation.values())
+    assert list(leak.perturbation_images) == list(leak.perturbation)       # E10's per-image values, every model
+    ann = leak.perturbation_images["ANN"]
+    assert ann.image_ids == ctx.attack_ids().tolist() and len(ann.adversarial) == len(ann.noise) == len(ctx.y)
+    assert all(a is not None and a > 0 for a in ann.adversarial + ann.noise)    # the ANN's last layer is never silent
     for rec in (d, leak):                                   # the records survive their JSON form
         back = R.from_dict(type(rec), json.loads(json.dumps(to_jsonable(R.to_dict(rec)))))
         assert json.dumps(to_jsonable(R.to_dict(back)), sort_keys=True) == \

@@ -320,6 +320,42 @@ def test_every_claim_evaluates_from_records_with_the_expected_verdict():
     assert back.claims == rows
 
 
+def _images(adv, noise):
+    return R.PerturbationImages(image_ids=list(range(len(adv))), adversarial=list(adv), noise=list(noise))
+
+
+def test_e10_is_a_paired_test_of_the_noise_normalised_perturbation():
+    """E10 per image: q = perturbation under the attack / under noise of the same size; each SNN's q against the
+    ANN's on the same images (Wilcoxon), every SNN must hold; undefined values drop out image by image."""
+    rng = np.random.default_rng(0)
+    n = 60
+    ann_adv = 0.6 + 0.05 * rng.standard_normal(n)
+    noise = 0.2 + 0.02 * rng.random(n)
+    S = full_study()
+    S.leak.perturbation["SNN-conv (IF)"] = S.leak.perturbation["SNN-BP leak 1"]
+    S.leak.perturbation_images = {"ANN": _images(ann_adv, noise),
+                                  "SNN-BP leak 1": _images(ann_adv * 0.5, noise),
+                                  "SNN-conv (IF)": _images([None] * 5 + list(ann_adv[5:] * 0.7), noise)}
+    r = by_id(S)["E10"]
+    assert r.verdict == S_ and r.test == "Wilcoxon signed-rank per SNN vs the ANN (all must hold)"
+    assert r.p_value < 1e-6 and "on 55 images" in r.measured and "on 60 images" in r.measured
+    # one SNN no different from the ANN (its q equals the ANN's up to noise): inconclusive, with the MDE stated
+    S.leak.perturbation_images["SNN-conv (IF)"] = _images(ann_adv + 0.01 * rng.standard_normal(n), noise)
+    r = by_id(S)["E10"]
+    assert r.verdict == I_ and "smallest detectable median difference" in r.measured
+    # every SNN amplifies the attack more than the ANN does: contradicted
+    S.leak.perturbation_images["SNN-BP leak 1"] = _images(ann_adv * 1.5, noise)
+    S.leak.perturbation_images["SNN-conv (IF)"] = _images(ann_adv * 1.3, noise)
+    assert by_id(S)["E10"].verdict == C_
+    # normalising matters: an SNN whose raw perturbation is lower but whose noise response is lower still
+    S.leak.perturbation_images["SNN-BP leak 1"] = _images(ann_adv * 0.5, noise * 0.25)
+    S.leak.perturbation_images["SNN-conv (IF)"] = _images(ann_adv * 0.5, noise * 0.25)
+    assert by_id(S)["E10"].verdict == C_
+    # too few defined images: not testable
+    S.leak.perturbation_images["SNN-conv (IF)"] = _images([None] * (n - 5) + [0.1] * 5, noise)
+    assert by_id(S)["E10"].verdict == NT
+
+
 def test_models_at_chance_are_excluded_everywhere():
     S = full_study()
     for row in S.models.clean:

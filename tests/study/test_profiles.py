@@ -47,7 +47,9 @@ def test_profile_values():
     laptop = load_profile("laptop")
     assert laptop["common"]["data_source"] == "subset"
     assert (laptop["common"]["n_train"], laptop["common"]["n_test"]) == (5438, 1017)
-    assert sum(laptop["estimate_s"].values()) <= 3 * 3600  # the reference run must fit in a 3-hour working session
+    # the reference run fits in about 4 hours of the 2-core CPU (3 h before chapter 5 attacked every test image to
+    # decide the black-box claims E1/E2; resumable, so it may span two working sessions)
+    assert sum(laptop["estimate_s"].values()) <= 4 * 3600
     paper = load_profile("paper")
     assert paper["common"]["device"] == "cuda" and paper["common"]["T_bp"] == 175
     # the paper profile trains the ANN with the released code's recipe (ann.py: SGD lr 1e-2, step schedule)

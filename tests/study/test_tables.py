@@ -279,3 +279,15 @@ def test_claim_statements_give_each_verdict_its_evidence():
     assert "detected" not in e1                                # the MDE is stated where the verdict is open
     assert e3.endswith("— **not testable**: 1,117 training images; run --profile paper.")
     assert text._repr_markdown_() == str(text)
+
+
+def test_attenuation_table_shows_the_per_image_comparison():
+    from snnlib.study import records as R
+    ids = list(range(12))
+    leak = R.LeakResults(rows=[], perturbation={}, eps_255=8.0, perturbation_images={
+        "ANN": R.PerturbationImages(ids, [0.6] * 12, [0.2] * 12),
+        "SNN-BP leak 0.99": R.PerturbationImages(ids, [0.3 + 0.01 * i for i in ids], [0.2] * 12)})
+    t = tables.attenuation_table(leak)
+    (row,) = t.rows
+    assert row[:5] == ["SNN-BP leak 0.99", 12, "1.775", "3.000", "-1.225"] and float(row[5]) < 0.01
+    assert tables.attenuation_table(R.LeakResults(rows=[], perturbation={}, eps_255=8.0)).rows == []
