@@ -182,8 +182,10 @@ def test_bench_bf16_option_is_reported_next_to_snnlib_or_says_why_not():
                     "loop (issue 17's targets met at every T measured); BPTT 1.90–1.90× the fastest peer and "
                     "2.80–2.80× the plain loop (issue 17's targets missed at T = 8 (1.90×), T = 8 (memory 0.70×)).")
     old = [{k: v for k, v in r.items() if not k.startswith("bf16")} for r in rows]
-    assert "did not time the bf16 option (the CPU has no native bf16)" in tables.bench_bf16_text(
+    assert "did not time the bf16 option: the CPU has no native bf16" in tables.bench_bf16_text(
         dict(base, summary={"rows": old}, machine=dict(base["machine"], bf16_native=False)))
+    assert "predates the bf16 option" in tables.bench_bf16_text(
+        dict(base, summary={"rows": old}, machine={k: v for k, v in base["machine"].items() if k != "bf16_native"}))
     run = dict(mode="infer", T=8, results=[dict(system=s, rate=r, peak_mb=m, reps=3) for s, r, m in
                                            (("snnlib", 180.0, 70.0), ("snnlib_bf16", 340.0, 50.0),
                                             ("snntorch", 100.0, 100.0))])
