@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
-from .neurons import LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate
+from .neurons import (LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate,
+                      membrane_dtype)
 
-__all__ = ["ARCHS", "LAYOUTS", "VGG", "SpikingVGG", "build_ann", "check_arch", "round_thresholds",
-           "spiking_layers"]
+__all__ = ["ARCHS", "LAYOUTS", "PRECISIONS", "VGG", "SpikingVGG", "build_ann", "check_arch", "check_precision",
+           "round_thresholds", "spiking_layers"]
 
 # feature configs: int = 3x3 conv (pad 1, no bias) + activation, "A" = 2x2 average pool, "D" = dropout
 ARCHS: Dict[str, dict] = {
@@ -190,6 +191,23 @@ def _per_frame(m: nn.Module, h: Tensor, channels_last: bool = False) -> Tensor:
 
 #: convolution memory layouts of SpikingVGG: "nhwc" (channels-last, fast on CPUs) | "nchw" (the released code's)
 LAYOUTS = ("nhwc", "nchw")
+#: arithmetic of SpikingVGG's convolutions and linear layers: "fp32" (the papers') | "bf16" (bfloat16 autocast, the
+#: membranes stay float32: see ``snnlib.neurons.membrane_dtype``)
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision) -> str:
+    """A valid precision name (see :data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} ('fp32': float32 throughout, as the papers; 'bf16': "
+                         f"bfloat16 convolutions and linear layers with float32 membranes), got {precision!r}")
+    return precision
+
+
+def _float_sum(h: Tensor) -> Tensor:
+    """h summed over time (dim 0), a bf16 / fp16 h in float32 (bf16 spike counts above 256 would not be exact)."""
+    wide = membrane_dtype(h.dtype)
+    return h.sum(0) if wide == h.dtype else h.sum(0, dtype=wide)
 
 
 def round_thresholds(thresholds: Sequence[float], decimals: Optional[int] = 2) -> List[float]:
@@ -212,13 +230,23 @@ class SpikingVGG(nn.Module):
     encoder: PoissonEncoder (default, seed 0) or DirectEncoder; surrogate: registry name or Surrogate;
     reset: "subtract" | "zero"; delay: the released code's one-step-per-layer delay;
     time_chunk: under no_grad, simulate at most this many steps at once (memory bound for large T);
+    grad_time_chunk: with gradients, simulate the sequence in checkpointed pieces of this many steps (activation
+        checkpointing over time, ``torch.utils.checkpoint``): the graph of one piece and the membranes at the piece
+        boundaries are kept instead of the whole sequence's activations, for one more forward pass in the backward
+        (a BPTT gradient at T=2000 needs ~1.5 MB per image-timestep without it); the same gradients up to float
+        rounding.  None (default): the whole sequence at once.  Not with ``record`` (rates of one piece) or the
+        first-current capture of Algorithm 1 (``snnlib.attacks`` computes that gradient by BPTT then, the same);
     layout: "nhwc" (default: channels-last convolutions, ~1.4x faster on CPUs) or "nchw" (faithful: the released
         code's layout and summation order; the two differ by float rounding, which can flip a spike whose membrane
         lands within rounding of its threshold);
     threshold_decimals: round the thresholds to this many decimals as the released code stores them (2), also when
         set later (None = as given);
     lif_backend: compute backend of the neurons' loop, "auto" | "eager" | "compile" (speed only; None =
-        ``snnlib.neurons.get_lif_backend()`` at construction).
+        ``snnlib.neurons.get_lif_backend()`` at construction);
+    precision: "fp32" (default, the papers') or "bf16": convolutions and linear layers under bfloat16 autocast
+        (about 2x the fp32 arithmetic rate on CPUs with AVX512-BF16 or AMX, and on GPUs), currents rounded to bf16,
+        membranes and the readout kept in float32; a deviation that changes the numbers (a few spikes per thousand):
+        measure its accuracy effect before using it for a study.
     The spiking layers are ``LIF`` modules, ``self.neurons[i]`` (i = 0 .. num_spiking-1), each called once per
     simulated piece of the sequence with currents (n, B, ...) and returning (spikes (n, B, ...), state): forward hooks
     on them see the spikes.  Their thresholds are views of ``self.thresholds``.
@@ -229,7 +257,8 @@ class SpikingVGG(nn.Module):
     def __init__(self, net: VGG, thresholds: Sequence[float], T: int, leak: float = 1.0,
                  encoder: Optional[nn.Module] = None, surrogate: Union[str, Surrogate] = "linear",
                  reset: str = "subtract", delay: bool = True, time_chunk: Optional[int] = None,
-                 layout: str = "nhwc", threshold_decimals: Optional[int] = None, lif_backend: Optional[str] = None):
+                 layout: str = "nhwc", threshold_decimals: Optional[int] = None, lif_backend: Optional[str] = None,
+                 precision: str = "fp32", grad_time_chunk: Optional[int] = None):
         super().__init__()
         if not isinstance(net, VGG):
             raise TypeError(f"SpikingVGG wraps a snnlib VGG, got {type(net).__name__}")
@@ -241,7 +270,13 @@ class SpikingVGG(nn.Module):
                                        or time_chunk < 1):
             raise ValueError(f"time_chunk must be None or an int >= 1 (timesteps simulated at once), got {time_chunk!r}")
         self.time_chunk = time_chunk
+        if grad_time_chunk is not None and (isinstance(grad_time_chunk, bool) or not isinstance(grad_time_chunk, int)
+                                            or grad_time_chunk < 1):
+            raise ValueError(f"grad_time_chunk must be None or an int >= 1 (timesteps per checkpointed piece), got "
+                             f"{grad_time_chunk!r}")
+        self.grad_time_chunk = grad_time_chunk
         self.layout = layout
+        self.precision = check_precision(precision)
         round_thresholds([], threshold_decimals)  # validates
         self.threshold_decimals = threshold_decimals
         backend, sg = check_lif_backend(lif_backend), get_surrogate(surrogate)
@@ -391,6 +426,8 @@ class SpikingVGG(nn.Module):
             chunk = min(self.time_chunk or T, T)
             return self.run_pieces((seq[i:i + chunk] for i in range(0, T, chunk)), masks)
         self._check_neuron_thresholds()
+        if self.checkpoints_time(T):
+            return self._run_checkpointed(seq, masks)
         rates = []
 
         def spike(cur: Tensor, i: int) -> Tensor:
@@ -399,13 +436,52 @@ class SpikingVGG(nn.Module):
                 self.first_current = cur
             s = self._lif(cur, i)
             if self.record:
-                rates.append(s.mean(0))
+                wide = membrane_dtype(s.dtype)
+                rates.append(s.mean(0) if wide == s.dtype else s.mean(0, dtype=wide))
             return s
 
-        h = self.net.walk(seq, spike, masks, self.channels_last)
+        with self._arithmetic(seq):
+            h = self.net.walk(seq, spike, masks, self.channels_last)
         if self.record:
             self.last_rates = rates
-        return self.net.output(h.sum(0))
+        return self.net.output(_float_sum(h))
+
+    def checkpoints_time(self, T: int) -> bool:
+        """Whether a graph-building simulation of T steps runs in checkpointed pieces (see ``grad_time_chunk``)."""
+        return (self.grad_time_chunk is not None and T > self.grad_time_chunk and torch.is_grad_enabled()
+                and not self.record and not self.capture_first_current)
+
+    def _run_checkpointed(self, seq: Tensor, masks: Optional[List[Tensor]]) -> Tensor:
+        """``run`` in pieces of ``grad_time_chunk`` steps, each under ``torch.utils.checkpoint``, the membranes of
+        every spiking layer carried from piece to piece (and the gradient back through them)."""
+        from torch.utils.checkpoint import checkpoint
+
+        n_layers, chunk = self.net.num_spiking, int(self.grad_time_chunk)
+
+        def piece(part: Tensor, *membranes: Optional[Tensor]):
+            new: List[Optional[Tensor]] = [None] * n_layers
+
+            def spike(cur: Tensor, i: int) -> Tensor:
+                u = membranes[i]
+                s, state = self.neurons[i](cur, None if u is None else LIFState(u))
+                new[i] = state.u
+                return s
+
+            with self._arithmetic(part):
+                h = self.net.walk(part, spike, masks, self.channels_last)
+            return (_float_sum(h), *new)
+
+        membranes: tuple = (None,) * n_layers
+        total = None
+        for i in range(0, seq.shape[0], chunk):
+            out, *membranes = checkpoint(piece, seq[i:i + chunk], *membranes, use_reentrant=False,
+                                         preserve_rng_state=False)
+            total = out if total is None else total + out
+        return self.net.output(total)
+
+    def _arithmetic(self, x: Tensor):
+        """The autocast context of ``precision`` on x's device (disabled for "fp32")."""
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def dropout_masks(self, x: Tensor) -> Optional[List[Tensor]]:
         """One mask per dropout layer, drawn once per forward call and fixed over time (None in eval mode).
@@ -483,7 +559,9 @@ class SpikingVGG(nn.Module):
 
         total = None
         for h in pieces:
-            s = self.net.walk(h, spike, masks, self.channels_last).sum(0)
+            with self._arithmetic(h):
+                out = self.net.walk(h, spike, masks, self.channels_last)
+            s = _float_sum(out)
             total = s if total is None else total + s
         return self.net.output(total)
 
@@ -499,6 +577,8 @@ class SpikingVGG(nn.Module):
             out["layout"] = self.layout
         if self.threshold_decimals is not None:
             out["threshold_decimals"] = self.threshold_decimals
+        if self.precision != "fp32":
+            out["precision"] = self.precision
         return out
 
     def twin(self, **changes) -> "SpikingVGG":
@@ -506,8 +586,9 @@ class SpikingVGG(nn.Module):
         the encoder and the dropout generator are copies (same state, drawn independently from then on)."""
         kw = dict(net=self.net, thresholds=self.thresholds.tolist(), T=self.T, leak=self.leak,
                   encoder=copy.deepcopy(self.encoder), surrogate=self.surrogate, reset=self.reset,
-                  delay=self.delay, time_chunk=self.time_chunk, layout=self.layout,
-                  threshold_decimals=self.threshold_decimals, lif_backend=self.lif_backend)
+                  delay=self.delay, time_chunk=self.time_chunk, grad_time_chunk=self.grad_time_chunk,
+                  layout=self.layout, threshold_decimals=self.threshold_decimals, lif_backend=self.lif_backend,
+                  precision=self.precision)
         kw.update(changes)
         out = SpikingVGG(**kw)
         out.dropout_generator = copy.deepcopy(self.dropout_generator)

@@ -38,7 +38,8 @@ from torch import Tensor, nn
 __all__ = [
     "Surrogate", "SURROGATES", "get_surrogate", "register_surrogate", "spike",
     "LIFParameters", "LIFState", "lif_step", "lif_sequence", "lif_multistep", "LIF", "IF",
-    "check_neuron_args", "check_threshold", "check_params", "check_lif_backend", "set_lif_backend", "get_lif_backend",
+    "check_neuron_args", "check_threshold", "check_params", "check_lif_backend", "membrane_dtype", "set_lif_backend",
+    "get_lif_backend",
     "LIF_BACKENDS", "BACKEND_ENV_VAR",
 ]
 
@@ -250,9 +251,9 @@ def _step_threshold(threshold, current: Tensor):
 
 
 def _loop_threshold(threshold, current: Tensor):
-    """The threshold as the sequence loop uses it: a Python float (rounded to the current's dtype first) for one
-    threshold per layer, else a (C, 1, ..., 1) tensor in the current's dtype and device."""
-    th = torch.as_tensor(threshold, dtype=current.dtype, device=current.device)
+    """The threshold as the sequence loop uses it: a Python float (rounded to the membrane's dtype first) for one
+    threshold per layer, else a (C, 1, ..., 1) tensor in the membrane's dtype (:func:`membrane_dtype`) and device."""
+    th = torch.as_tensor(threshold, dtype=membrane_dtype(current.dtype), device=current.device)
     if th.numel() == 1:
         return float(th)
     return _channel_threshold(th, tuple(current.shape[1:]))
@@ -423,7 +424,19 @@ def _use_compiled(x: Tensor, backend: str) -> bool:
         return False
     if backend == "compile":
         return True
-    return x.dtype == torch.float32 and x[0].numel() >= _COMPILE_MIN_NUMEL
+    return x.dtype in (torch.float32, torch.bfloat16) and x[0].numel() >= _COMPILE_MIN_NUMEL
+
+
+#: currents of these dtypes (mixed precision) are integrated in a float32 membrane: a bfloat16 membrane keeps 8
+#: significant bits, so a leaky sum over T steps would drift by whole thresholds; the spikes (0 or 1, exact in any
+#: float type) come out in the current's dtype, ready for the next bf16 layer
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def membrane_dtype(current_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the membrane (and of the saved normalised membranes) for currents of ``current_dtype``: float32
+    for bfloat16 / float16 currents, the current's own dtype otherwise."""
+    return torch.float32 if current_dtype in _LOW_PRECISION else current_dtype
 
 
 def _compile_failed(exc: BaseException) -> None:
@@ -491,16 +504,21 @@ def _multistep_loop(current: Tensor, th, leak: float, reset: str, delay: bool, u
     is consumed), so inference holds one (T, B, ...) tensor per layer instead of two.
     """
     leak = float(leak)
-    u = torch.zeros_like(current[0]) if u0 is None else u0.detach().clone()
+    mdt = membrane_dtype(current.dtype)
+
+    def initial_membrane():
+        return torch.zeros_like(current[0], dtype=mdt) if u0 is None else u0.detach().to(mdt, copy=True)
+
+    u = initial_membrane()
     spikes = current if inplace else torch.empty_like(current)
     step_buf = torch.empty_like(current[0]) if inplace else None
-    vs = torch.empty_like(current) if keep_v else None
+    vs = torch.empty_like(current, dtype=mdt) if keep_v else None
     if _use_compiled(current, backend):
         try:
             subtract = reset == "subtract"
-            th_t = th if isinstance(th, Tensor) else torch.tensor(th, dtype=current.dtype, device=current.device)
+            th_t = th.to(mdt) if isinstance(th, Tensor) else torch.tensor(th, dtype=mdt, device=current.device)
             step = _get_compiled(_fwd_step, ("fwd", current.dtype, current.dim(), th_t.dim(), keep_v, subtract, delay))
-            leak_t = torch.tensor(leak, dtype=current.dtype, device=current.device)
+            leak_t = torch.tensor(leak, dtype=mdt, device=current.device)
             for t in range(current.shape[0]):
                 out = spikes[t] if step_buf is None else step_buf
                 step(u, current[t], out, None if vs is None else vs[t], th_t, leak_t, subtract, delay)
@@ -509,7 +527,7 @@ def _multistep_loop(current: Tensor, th, leak: float, reset: str, delay: bool, u
             return spikes, u, vs
         except Exception as exc:  # pragma: no cover - depends on the machine's compiler
             _compile_failed(exc)
-            u = torch.zeros_like(current[0]) if u0 is None else u0.detach().clone()
+            u = initial_membrane()
     # without the delay, step t reads current[t] before it writes the spike: no staging buffer needed
     _forward_loop_eager(current, th, leak, reset, delay, u, spikes, vs, step_buf if delay else None)
     return spikes, u, vs

@@ -14,6 +14,17 @@
   storage is disabled").  On exit it cancels the jobs, stops ONLY the daemons it started (its own child processes,
   by PID: SIGTERM, then SIGKILL after 20 s) and removes the folder.
 
+``single_node_slurm(accounting=True)`` gives a cluster whose ``sacct`` answers (``SlurmCluster.accounting``):
+
+* a running cluster is used only when its ``sacct`` answers;
+* a started one (also needs Debian's ``mariadb-server`` and ``slurmdbd``) adds, under the same temp folder and as
+  plain child processes too: a private MariaDB server (``mariadb-install-db`` into ``db/data``, ``mariadbd
+  --no-defaults`` on its own socket and a free port of 127.0.0.1; nothing of ``/etc/mysql`` is read), the
+  accounting database and its user (a random password), ``slurmdbd -D`` with its own ``etc/slurmdbd.conf`` (mode
+  600, next to ``slurm.conf``: slurmdbd finds it through ``SLURM_CONF``), the cluster registered with ``sacctmgr``,
+  and ``slurmctld`` configured with ``accounting_storage/slurmdbd`` and ``jobacct_gather/linux``.  Before it is
+  yielded, a test job must show up in ``sacct -j`` as COMPLETED.
+
 Where neither is possible, :class:`SlurmUnavailable` says why (the tests skip with that reason).
 """
 
@@ -33,6 +44,8 @@ from typing import Iterator
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("munge", "unmunge", "sinfo", "sbatch", "srun", "squeue", "scontrol", "scancel")
+ACCOUNTING = ("mariadb-install-db", "mariadbd", "mariadb", "slurmdbd", "sacctmgr", "sacct")
+CLUSTER_NAME = "snnlibtest"
 
 
 class SlurmUnavailable(RuntimeError):
@@ -97,23 +110,39 @@ def _wait(cond, timeout: float, what: str, cluster: SlurmCluster | None = None, 
     raise SlurmUnavailable(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
 
 
-def missing_reason() -> str | None:
+def missing_reason(accounting: bool = False) -> str | None:
     """Why a cluster cannot be started here (None: it can), ignoring one that already runs."""
     absent = [b for b in DAEMONS + CLIENTS if shutil.which(b) is None]
     if absent:
         return (f"no SLURM here: {', '.join(absent)} not found (install with: apt-get install -y slurm-wlm munge), "
                 "and no running cluster answers sinfo")
+    absent = [b for b in ACCOUNTING if shutil.which(b) is None] if accounting else []
+    if absent:
+        return (f"no SLURM accounting here: {', '.join(absent)} not found (install with: apt-get install -y "
+                "mariadb-server slurmdbd), and no running cluster with accounting answers sinfo")
     if os.geteuid() != 0:
         return "starting a single-node SLURM needs root (slurmd starts jobs as their users), and no running " \
                "cluster answers sinfo"
     return None
 
 
-def _conf(folder: Path, sock: Path, ctld_port: int, d_port: int, cpus: int, mem_mb: int, partition: str) -> str:
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip() or "root"
+def _user() -> str:
+    return subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip() or "root"
+
+
+def _conf(folder: Path, sock: Path, ctld_port: int, d_port: int, cpus: int, mem_mb: int, partition: str,
+          dbd_port: int | None = None) -> str:
+    user = _user()
+    if dbd_port is None:
+        accounting = ["AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none"]
+    else:
+        # AccountingStoragePass: the munge socket of slurmctld's connection to slurmdbd (else the default one)
+        accounting = ["AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=localhost",
+                      f"AccountingStoragePort={dbd_port}", f"AccountingStoragePass={sock}",
+                      "JobAcctGatherType=jobacct_gather/linux"]
     return "\n".join([
         "# single-node SLURM started by tests/slurm_cluster.py",
-        "ClusterName=snnlibtest",
+        f"ClusterName={CLUSTER_NAME}",
         "SlurmctldHost=localhost",
         f"SlurmctldPort={ctld_port}",
         f"SlurmdPort={d_port}",
@@ -136,8 +165,7 @@ def _conf(folder: Path, sock: Path, ctld_port: int, d_port: int, cpus: int, mem_
         "SwitchType=switch/none",
         "MpiDefault=none",
         "ReturnToService=2",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
+        *accounting,
         "JobCompType=jobcomp/none",
         "SlurmctldTimeout=30",
         "SlurmdTimeout=30",
@@ -190,16 +218,134 @@ def _cancel_all(env: dict[str, str]) -> None:
                 time.sleep(0.3)
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start_accounting(cluster: SlurmCluster, procs: dict[str, subprocess.Popen], sock: Path,
+                      dbd_port: int) -> None:
+    """MariaDB (its own datadir, socket and port), the accounting database and user, slurmdbd; the cluster
+    registered.  ``SLURM_CONF`` must name the cluster's slurm.conf already (slurmdbd.conf is read next to it)."""
+    folder = cluster.folder
+    assert folder is not None
+    env = dict(os.environ)
+    user = _user()
+    db = folder / "db"
+    db.mkdir()
+    install = ["mariadb-install-db", "--no-defaults", f"--user={user}", f"--datadir={db / 'data'}",
+               "--auth-root-authentication-method=socket", "--skip-test-db",
+               "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=32M"]
+    try:
+        r = _run(install, timeout=180)
+    except subprocess.TimeoutExpired:
+        raise SlurmUnavailable("mariadb-install-db did not finish within 180 s") from None
+    if r.returncode:
+        raise SlurmUnavailable(f"mariadb-install-db failed (code {r.returncode}): {(r.stdout + r.stderr)[-2000:]}")
+    db_port = _free_port()
+    while db_port == dbd_port:
+        db_port = _free_port()
+    db_sock = db / "mysql.sock"
+    _start(cluster, procs, "mariadbd", [
+        "mariadbd", "--no-defaults", f"--user={user}", f"--datadir={db / 'data'}", f"--socket={db_sock}",
+        f"--pid-file={folder / 'run' / 'mariadbd.pid'}", f"--port={db_port}", "--bind-address=127.0.0.1",
+        "--skip-name-resolve", f"--log-error={folder / 'log' / 'mariadbd.log'}",
+        "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=32M"])
+    client = ["mariadb", "--no-defaults", "-S", str(db_sock), "-u", "root"]
+
+    def db_answers():
+        if procs["mariadbd"].poll() is not None:
+            raise SlurmUnavailable(f"mariadbd exited (code {procs['mariadbd'].returncode}): "
+                                   f"{cluster.log('mariadbd')}")
+        return _run([*client, "-e", "select 1"], timeout=10).returncode == 0
+
+    _wait(db_answers, 90, "MariaDB to answer", cluster, "mariadbd")
+    password = os.urandom(12).hex()
+    sql = "CREATE DATABASE slurm_acct_db;" + "".join(
+        f"CREATE USER 'slurm'@'{host}' IDENTIFIED BY '{password}';"
+        f"GRANT ALL ON slurm_acct_db.* TO 'slurm'@'{host}';" for host in ("127.0.0.1", "localhost"))
+    r = _run([*client, "-e", sql], timeout=30)
+    if r.returncode:
+        raise SlurmUnavailable(f"creating the accounting database failed: {r.stderr.strip()}")
+
+    dbd_conf = folder / "etc" / "slurmdbd.conf"
+    dbd_conf.touch(mode=0o600)
+    dbd_conf.chmod(0o600)                          # slurmdbd: owned by its SlurmUser, mode 600 (it holds a password)
+    dbd_conf.write_text("\n".join([
+        "# slurmdbd of the single-node SLURM started by tests/slurm_cluster.py",
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={sock}",
+        "DbdHost=localhost",
+        f"DbdPort={dbd_port}",
+        f"SlurmUser={user}",
+        "StorageType=accounting_storage/mysql",
+        "StorageHost=127.0.0.1",
+        f"StoragePort={db_port}",
+        "StorageUser=slurm",
+        f"StoragePass={password}",
+        "StorageLoc=slurm_acct_db",
+        f"PidFile={folder / 'run' / 'slurmdbd.pid'}",
+        f"LogFile={folder / 'log' / 'slurmdbd.log'}",
+        "",
+    ]))
+    _start(cluster, procs, "slurmdbd", ["slurmdbd", "-D"])
+
+    def dbd_listens():
+        if procs["slurmdbd"].poll() is not None:
+            raise SlurmUnavailable(f"slurmdbd exited (code {procs['slurmdbd'].returncode}): "
+                                   f"{cluster.log('slurmdbd')}")
+        return _listening(dbd_port)
+
+    _wait(dbd_listens, 60, f"slurmdbd to listen on port {dbd_port}", cluster, "slurmdbd")
+
+    def registered():
+        _run(["sacctmgr", "-i", "add", "cluster", CLUSTER_NAME], env=env)
+        listed = _run(["sacctmgr", "-n", "-P", "list", "cluster", "format=cluster"], env=env).stdout.split()
+        return CLUSTER_NAME in listed
+
+    _wait(registered, 60, f"sacctmgr to register cluster {CLUSTER_NAME}", cluster, "slurmdbd")
+
+
+def _check_accounting(cluster: SlurmCluster, env: dict[str, str]) -> None:
+    """A test job must be accepted and show up in sacct as COMPLETED (slurmctld -> slurmdbd -> MariaDB -> sacct)."""
+    assert cluster.folder is not None
+    r = _run(["sbatch", "--parsable", "-D", str(cluster.folder / "run"), "-o", "/dev/null", "--wrap", "true"],
+             env=env, timeout=60)
+    if r.returncode:
+        raise SlurmUnavailable(f"sbatch of the accounting check job failed: {r.stderr.strip()}"
+                               f"\nslurmctld log:\n{cluster.log('slurmctld')}")
+    job = r.stdout.strip().split(";")[0]
+    seen: list[str] = []
+
+    def completed():
+        q = _run(["sacct", "-n", "-P", "-X", "-j", job, "-o", "State"], env=env)
+        seen[:] = [(q.stdout + q.stderr).strip()]
+        return q.returncode == 0 and q.stdout.strip() == "COMPLETED"
+
+    try:
+        _wait(completed, 90, f"sacct -j {job} to report the check job COMPLETED", cluster, "slurmdbd")
+    except SlurmUnavailable as e:
+        raise SlurmUnavailable(f"{e}\nlast sacct answer: {seen[0] if seen else '-'}"
+                               f"\nslurmctld log:\n{cluster.log('slurmctld')}") from None
+
+
 @contextlib.contextmanager
-def single_node_slurm(partition: str = "debug", cpus: int | None = None,
-                      mem_mb: int = 2048) -> Iterator[SlurmCluster]:
-    """A running SLURM cluster (see the module docstring); raises :class:`SlurmUnavailable` where there is none."""
+def single_node_slurm(partition: str = "debug", cpus: int | None = None, mem_mb: int = 2048,
+                      accounting: bool = False) -> Iterator[SlurmCluster]:
+    """A running SLURM cluster (see the module docstring); raises :class:`SlurmUnavailable` where there is none.
+
+    ``accounting=True``: one whose ``sacct`` answers (a started one runs MariaDB and slurmdbd too)."""
     running = _answers()
     if running is not None:
+        has_accounting = _sacct_answers(dict(os.environ))
+        if accounting and not has_accounting:
+            raise SlurmUnavailable("the running SLURM cluster (sinfo answers) has no accounting: sacct does not "
+                                   "answer")
         yield SlurmCluster(env={}, partition=running[0], cpus=running[1], started=False,
-                           accounting=_sacct_answers(dict(os.environ)))
+                           accounting=has_accounting)
         return
-    reason = missing_reason()
+    reason = missing_reason(accounting)
     if reason:
         raise SlurmUnavailable(reason)
     folder = Path(tempfile.mkdtemp(prefix="snnlib-slurm-"))
@@ -227,15 +373,20 @@ def single_node_slurm(partition: str = "debug", cpus: int | None = None,
             raise SlurmUnavailable(f"munge round trip failed: {cred.stderr}{check.stderr}{cluster.log('munged')}")
 
         conf = folder / "etc" / "slurm.conf"
-        ctld_port = _free_port()
-        d_port = _free_port()
-        while d_port == ctld_port:
-            d_port = _free_port()
-        conf.write_text(_conf(folder, sock, ctld_port, d_port, cpus, mem_mb, partition))
+        ports: list[int] = []
+        while len(ports) < (3 if accounting else 2):
+            port = _free_port()
+            if port not in ports:
+                ports.append(port)
+        ctld_port, d_port = ports[:2]
+        dbd_port = ports[2] if accounting else None
+        conf.write_text(_conf(folder, sock, ctld_port, d_port, cpus, mem_mb, partition, dbd_port))
         conf.chmod(0o644)
         cluster.env = {"SLURM_CONF": str(conf)}
         os.environ.update(cluster.env)               # client commands and submitit find the cluster here
         env = dict(os.environ)
+        if dbd_port is not None:
+            _start_accounting(cluster, procs, sock, dbd_port)
 
         _start(cluster, procs, "slurmctld", ["slurmctld", "-D", "-f", str(conf)])
         _wait(lambda: "UP" in _run(["scontrol", "ping"], env=env).stdout, 30, "slurmctld (scontrol ping)",
@@ -249,6 +400,8 @@ def single_node_slurm(partition: str = "debug", cpus: int | None = None,
             return state.startswith(("idle", "mixed", "allocated"))
 
         _wait(node_up, 60, "the node to be idle", cluster, "slurmd")
+        if accounting:
+            _check_accounting(cluster, env)
         cluster.accounting = _sacct_answers(env)
         yield cluster
     finally:

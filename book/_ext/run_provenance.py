@@ -11,7 +11,8 @@ root, or absolute).  For every notebook page whose results file ``<results_dir>/
   ``results/<profile>/<file>`` when the build finishes, so the links are stable URLs;
 * fills the ``run-downloads`` directive (book/downloads.md) with a table: per notebook page its executed notebook,
   its results JSON and the command that reproduces it.  Pages that the study runner does not execute (the appendix)
-  are described by the config value ``run_provenance_extra``: ``{page: {json: <repo path>, command: <text>}}``.
+  are described by the config value ``run_provenance_extra``: ``{page: {json: <repo path>, command: <text>}}``
+  (each may also be a list: several data files, the commands that make them).
 
 A relative path is looked up in the book folder and then in each folder above it (``book/`` -> the repository
 root; a run's book in ``runs/<profile>/book/`` -> the root three levels up); an extra file that is not found (a run's
@@ -243,16 +244,21 @@ class RunDownloads(Directive):
                 site = run.site_path
                 command = f"python -m snnlib.study run --profile {run.profile} --only {run.notebook}"
             else:
-                site, command = str(more.get("json") or ""), str(more.get("command") or "")
-                if site and _find(srcdir, site) is None:   # e.g. a run's book built outside the repository
+                sites, commands = _as_list(more.get("json")), _as_list(more.get("command"))
+                for site in [s for s in sites if _find(srcdir, s) is None]:   # e.g. a book built outside the repo
                     logger.info(f"run_provenance_extra: {site} not found above {srcdir}: no link", location=here)
-                    site = ""
-            json_cell = (nodes.reference("", "", nodes.literal(text=Path(site).name), refuri=_href(here, site),
-                                         internal=True) if site else nodes.Text("—"))
-            how = [[nodes.literal(text=command) if command else nodes.Text("—")]]
+                sites = [s for s in sites if _find(srcdir, s) is not None]
+            if run is not None:
+                sites, commands = [site], [command]
+            links: List[nodes.Node] = []
+            for k, site in enumerate(sites):
+                links += ([nodes.Text(", ")] if k else []) + [
+                    nodes.reference("", "", nodes.literal(text=Path(site).name), refuri=_href(here, site), internal=True)]
+            json_cell = links or [nodes.Text("—")]
+            how = [[nodes.literal(text=c)] for c in commands] or [[nodes.Text("—")]]
             if run is not None:                   # the code the shown run used (the profile may have changed since)
                 how.append([nodes.Text(f"run shown: commit {banner_commit(run.record)}")])
-            tbody += nodes.row("", _cell([title]), _cell([notebook], [json_cell]), _cell(*how))
+            tbody += nodes.row("", _cell([title]), _cell([notebook], json_cell), _cell(*how))
         tgroup = nodes.tgroup(cols=len(heads))
         tgroup.extend(nodes.colspec(colwidth=1) for _ in heads)
         tgroup += nodes.thead("", nodes.row("", *(_cell([nodes.Text(h)]) for h in heads)))
@@ -271,6 +277,13 @@ class RunDownloads(Directive):
         return out
 
 
+def _as_list(value) -> List[str]:
+    """A config value that is one string, a list of strings or empty, as a list of non-empty strings."""
+    if not value:
+        return []
+    return [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v]
+
+
 # ------------------------------------------------------------------------------------------------ copying the JSON
 def copy_results(app, exception: Optional[BaseException]) -> None:
     """build-finished: copy every shown run's ``*.json`` and the extra files into the html output."""
@@ -284,9 +297,10 @@ def copy_results(app, exception: Optional[BaseException]) -> None:
             for f in run.json_path.parent.glob("*.json"):
                 copies[out / SITE_DIR / run.profile / f.name] = f
     for more in (app.config.run_provenance_extra or {}).values():
-        src = _find(srcdir, more.get("json"))
-        if src is not None:
-            copies[out / Path(str(more["json"]))] = src
+        for site in _as_list(more.get("json")):
+            src = _find(srcdir, site)
+            if src is not None:
+                copies[out / Path(site)] = src
     for dest, src in sorted(copies.items()):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)

@@ -73,6 +73,11 @@ def _grad_algorithm1(model: nn.Module, x: Tensor, y: Tensor, targeted: bool,
     conv = model.net.features[0]
     if not isinstance(conv, nn.Conv2d):
         raise ValueError("grad_mode 'algorithm1' needs a first layer that is a Conv2d")
+    chunk = getattr(model, "grad_time_chunk", None)
+    if chunk is not None and getattr(model, "T", 0) > chunk:
+        # a model simulated in checkpointed time pieces cannot hand out its first current over the whole sequence;
+        # BPTT with the straight-through encoder is the same gradient (tests/unit/test_attacks.py checks it)
+        return _grad_bptt(model, x, y, targeted, forward)
     B = x.shape[0]
     old_cap, old_rg = model.capture_first_current, conv.weight.requires_grad
     model.capture_first_current = True
@@ -87,7 +92,8 @@ def _grad_algorithm1(model: nn.Module, x: Tensor, y: Tensor, targeted: bool,
             (gcur,) = torch.autograd.grad(obj.sum(), cur, allow_unused=True)
         if gcur is None:
             gcur = torch.zeros_like(cur)
-        G = gcur.reshape((-1, B) + tuple(gcur.shape[-3:])).sum(0)  # (T, B, ...) or (T*B, ...) -> sum over time
+        # (T, B, ...) or (T*B, ...) -> sum over time, in the weights' dtype (a bf16 model's current is bf16)
+        G = gcur.reshape((-1, B) + tuple(gcur.shape[-3:])).to(conv.weight.dtype).sum(0)
         g_norm = F.conv_transpose2d(G, conv.weight.detach(), stride=conv.stride, padding=conv.padding,
                                     dilation=conv.dilation)
         scale = 2.0 * float(getattr(model.encoder, "rate", 1.0))

@@ -47,10 +47,16 @@ from torch import Tensor, nn
 
 from ..models import SpikingVGG, VGG, build_ann
 
-__all__ = ["SYSTEMS", "PEERS", "PlainTorchVGG5", "CompareUnavailable", "require_packages", "package_versions", "VGG5_THRESHOLDS",
+__all__ = ["SYSTEMS", "ALL_SYSTEMS", "BF16", "bf16_native", "check_bf16", "is_snnlib", "PEERS", "PlainTorchVGG5", "CompareUnavailable", "require_packages", "package_versions", "VGG5_THRESHOLDS",
            "build_snnlib", "calibrate_thresholds", "make_input", "logits", "SnnTorchVGG5", "SpikingJellyVGG5", "build_systems", "check_equivalence", "LinearSpike"]
 
 SYSTEMS = ("snnlib", "plain", "snntorch", "spikingjelly")
+#: snnlib with ``precision="bf16"`` (bfloat16 convolutions, float32 membranes): not the same numbers as the others, so
+#: it is checked by ``check_bf16`` (spike counts within a tolerance) instead of ``check_equivalence``, and timed next to
+#: them only where the CPU computes bf16 natively (``bf16_native``)
+BF16 = "snnlib_bf16"
+#: every system ``build_systems`` knows
+ALL_SYSTEMS = SYSTEMS + (BF16,)
 #: the other libraries (optional packages); "plain" is the baseline a PyTorch user would write (no package)
 PEERS = ("snntorch", "spikingjelly")
 #: released model-1 thresholds x 0.7 (https://github.com/ssharmin/spikingNN-adversarial-attack, commit 57c7772,
@@ -153,13 +159,28 @@ INFER_TIME_CHUNK = 4
 
 
 def build_snnlib(net: VGG, thresholds: Sequence[float] = VGG5_THRESHOLDS, leak: float = 0.99, T: int = 8,
-                 time_chunk: Optional[int] = INFER_TIME_CHUNK) -> SpikingVGG:
+                 time_chunk: Optional[int] = INFER_TIME_CHUNK, precision: str = "fp32") -> SpikingVGG:
     """snnlib's SNN over ``net`` in the textbook order (``delay=False``); call ``.run(seq) / T`` on a spike input.
 
-    time_chunk: without gradients, simulate at most this many steps at once (bounded memory, same numbers).
+    time_chunk: without gradients, simulate at most this many steps at once (bounded memory, same numbers);
+    precision: "fp32" or "bf16" (``SpikingVGG``'s option).
     """
     return SpikingVGG(net, thresholds, T=T, leak=leak, delay=False, reset="subtract", surrogate="linear",
-                      time_chunk=time_chunk)
+                      time_chunk=time_chunk, precision=precision)
+
+
+def is_snnlib(name: str) -> bool:
+    """Whether a system name is snnlib (fp32 or bf16)."""
+    return name in ("snnlib", BF16)
+
+
+def bf16_native() -> bool:
+    """Whether this machine computes bfloat16 convolutions natively (oneDNN on a CPU with AVX512-BF16 or AMX); where
+    it does not, bf16 is emulated and slower than fp32, so the comparison leaves the bf16 system out."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without oneDNN
+        return False
 
 
 def _vgg5_layers(net: VGG):
@@ -336,6 +357,8 @@ def build_systems(net: Optional[VGG] = None, thresholds: Optional[Sequence[float
     for name in systems:
         if name == "snnlib":
             out[name] = build_snnlib(copy.deepcopy(net), thresholds, leak, T)
+        elif name == BF16:
+            out[name] = build_snnlib(copy.deepcopy(net), thresholds, leak, T, precision="bf16")
         elif name == "plain":
             out[name] = PlainTorchVGG5(net, thresholds, leak)
         elif name == "snntorch":
@@ -343,14 +366,14 @@ def build_systems(net: Optional[VGG] = None, thresholds: Optional[Sequence[float
         elif name == "spikingjelly":
             out[name] = SpikingJellyVGG5(net, thresholds, leak)
         else:
-            raise ValueError(f"unknown system {name!r}; choose from {SYSTEMS}")
+            raise ValueError(f"unknown system {name!r}; choose from {ALL_SYSTEMS}")
     return out
 
 
 def logits(name: str, model: nn.Module, seq: Tensor, record: bool = False) -> Tensor:
     """The logits of one system on a spike sequence (same definition for all: summed output current / T)."""
     T = seq.shape[0]
-    if name == "snnlib":
+    if is_snnlib(name):
         model.record = record
         try:
             return model.run(seq) / T
@@ -363,7 +386,7 @@ def logits(name: str, model: nn.Module, seq: Tensor, record: bool = False) -> Te
 
 def spike_counts(name: str, model: nn.Module, T: int) -> Tensor:
     """Total spikes per spiking layer of the last forward (``record=True`` for snnlib and SpikingJelly)."""
-    if name == "snnlib":
+    if is_snnlib(name):
         # last_rates are per-layer means over time of (B, ...) spike tensors: counts = rate * T, summed
         return torch.stack([(r * T).sum().round() for r in model.last_rates])
     return model.counts.detach().to(torch.float64).round()
@@ -433,3 +456,32 @@ def check_equivalence(batch: int = 2, T: int = 6, seed: int = 0, leak: float = 0
         ok = ok and e["allclose"] and e.get("train_logits_allclose", True)
     return dict(ok=ok, batch=batch, T=T, seed=seed, leak=leak, channels_last=bool(channels_last), thresholds=_thresholds(thresholds),
                 total_spikes=sum(ref_counts), systems=res)
+
+
+def check_bf16(batch: int = 4, T: int = 32, seed: int = 0, leak: float = 0.99, max_count_change: float = 0.02,
+               min_count: int = 500) -> dict:
+    """snnlib at ``precision="bf16"`` against fp32 on the same input and weights: the relative change of each
+    spiking layer's total spike count and the largest logit difference (relative to the largest fp32 logit).
+
+    bf16 rounds the currents to 8 significant bits, so a few spikes per thousand move; ``ok`` says that no layer's
+    count moved by more than ``max_count_change`` of max(its fp32 count, ``min_count``) and that the logits are
+    float32 (a wrong layer, dtype or readout moves far more).
+    """
+    torch.manual_seed(seed)
+    net = build_ann("vgg5", seed=seed)
+    thresholds = calibrate_thresholds(net, seed=seed)
+    models = build_systems(net, thresholds, leak, ("snnlib", BF16), T, seed)
+    seq = make_input(batch, T, seed)
+    out, counts = {}, {}
+    for name, model in models.items():
+        model.eval()
+        with torch.no_grad():
+            out[name] = logits(name, model, seq, record=True)
+        counts[name] = spike_counts(name, model, T)
+    ref = counts["snnlib"].clamp_min(min_count)
+    change = ((counts[BF16] - counts["snnlib"]).abs() / ref).tolist()
+    rel = float((out[BF16] - out["snnlib"]).abs().max() / out["snnlib"].abs().max().clamp_min(1e-30))
+    return dict(ok=all(c <= max_count_change for c in change) and out[BF16].dtype == torch.float32,
+                batch=batch, T=T, seed=seed, counts_fp32=[int(c) for c in counts["snnlib"]],
+                counts_bf16=[int(c) for c in counts[BF16]], count_change=[round(c, 5) for c in change],
+                max_count_change=max_count_change, min_count=min_count, logits_rel_diff=round(rel, 5))

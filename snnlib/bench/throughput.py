@@ -80,18 +80,22 @@ def machine_info(threads: Optional[int] = None) -> dict:
 
 def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, threads: Optional[int] = None,
             seconds: float = 4.0, min_iters: int = 3, warmup: Optional[int] = None, seed: int = 0,
-            lif_backend: Optional[str] = None) -> dict:
+            lif_backend: Optional[str] = None, precision: str = "fp32",
+            grad_time_chunk: Optional[int] = None) -> dict:
     """Time one mode in the current process; returns {mode, rate, unit, iters, seconds, rss/peak in MB, ...}.
 
     lif_backend: ``snnlib.neurons.set_lif_backend`` setting for the SNN modes (None = leave as is); its one-off
     compilation, if any, happens in the warm-up and is reported as ``warmup_s``.
+    precision: ``SpikingVGG``'s arithmetic for the SNN modes, "fp32" or "bf16" (the ANN modes stay fp32);
+    grad_time_chunk: ``SpikingVGG``'s checkpointed time pieces for the gradient modes (None: the whole sequence).
     """
     import torch
     import torch.nn.functional as F
 
-    from ..models import SpikingVGG, build_ann
+    from ..models import SpikingVGG, build_ann, check_precision
     from ..neurons import get_lif_backend, set_lif_backend
 
+    check_precision(precision)
     if lif_backend is not None:
         set_lif_backend(lif_backend)
 
@@ -107,7 +111,7 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
         per_iter, target = batch, net
     else:
         th = _VGG5_THRESHOLDS if net.arch == "vgg5" else [1.0] * net.num_spiking
-        target = SpikingVGG(net, th, T=T, leak=0.99)
+        target = SpikingVGG(net, th, T=T, leak=0.99, precision=precision, grad_time_chunk=grad_time_chunk)
         per_iter = batch * T
     if mode == "ann_train":
         opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4)
@@ -158,7 +162,8 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
                 batch=batch, threads=torch.get_num_threads(), lif_backend=get_lif_backend(), iters=len(times), seconds=round(total, 3),
                 warmup_s=round(warm_s, 3), rate=per_iter * len(times) / total, best_rate=per_iter / best,
                 rss_before_mb=round(rss0 / mb, 1), peak_rss_mb=round(peak / mb, 1),
-                peak_delta_mb=round((peak - rss0) / mb, 1))
+                peak_delta_mb=round((peak - rss0) / mb, 1), precision=precision if mode.startswith("snn") else "fp32",
+                grad_time_chunk=grad_time_chunk if mode.startswith("snn") else None)
 
 
 def _child(q, kwargs):  # pragma: no cover - runs in a spawned process
@@ -170,13 +175,16 @@ def _child(q, kwargs):  # pragma: no cover - runs in a spawned process
 
 def run_benchmarks(modes=tuple(MODES), model: str = "vgg5", T: int = 25, batch: int = 64,
                    threads: Optional[int] = None, seconds: float = 4.0, min_iters: int = 3,
-                   lif_backend: Optional[str] = None, fresh_process: bool = True, verbose: bool = True) -> dict:
-    """Run the given modes (each in a fresh spawned process by default); returns {'machine': ..., 'results': [...]}."""
+                   lif_backend: Optional[str] = None, fresh_process: bool = True, verbose: bool = True,
+                   precision: str = "fp32", grad_time_chunk: Optional[int] = None) -> dict:
+    """Run the given modes (each in a fresh spawned process by default); returns {'machine': ..., 'results': [...]}.
+    precision, grad_time_chunk: settings of the SNN modes (see ``measure``)."""
     info = machine_info(threads)
     results = []
     for mode in modes:
         kwargs = dict(mode=mode, model=model, T=T, batch=batch, threads=threads, seconds=seconds,
-                      min_iters=min_iters, lif_backend=lif_backend)
+                      min_iters=min_iters, lif_backend=lif_backend, precision=precision,
+                      grad_time_chunk=grad_time_chunk)
         if verbose:
             print(f"  running {mode} ...", file=sys.stderr, flush=True)
         if fresh_process:
@@ -194,7 +202,8 @@ def run_benchmarks(modes=tuple(MODES), model: str = "vgg5", T: int = 25, batch: 
         results.append(res)
     info["load_end"] = load_average()
     return dict(machine=info, config=dict(model=model, T=T, batch=batch, seconds=seconds, min_iters=min_iters,
-                                          lif_backend=lif_backend), results=results)
+                                          lif_backend=lif_backend, precision=precision,
+                                          grad_time_chunk=grad_time_chunk), results=results)
 
 
 def format_table(report: dict) -> str:
@@ -211,7 +220,8 @@ def format_table(report: dict) -> str:
                      f"{r.get('load_after', [''])[0]}")
     c = report["config"]
     backends = sorted({r.get("lif_backend") for r in report["results"] if r["mode"].startswith("snn")})
-    lines.append(f"model {c['model']}, batch {c['batch']}, LIF backend {'/'.join(map(str, backends)) or '-'}; "
+    lines.append(f"model {c['model']}, batch {c['batch']}, LIF backend {'/'.join(map(str, backends)) or '-'}, "
+                 f"SNN precision {c.get('precision', 'fp32')}, gradient time pieces {c.get('grad_time_chunk') or '-'}; "
                  f"rate = work / total timed seconds, best = fastest iteration;\npeak RSS = ru_maxrss of the mode's "
                  f"own process, delta = peak - RSS before warm-up. The CPU is shared: compare numbers only at "
                  f"similar load.")
@@ -341,7 +351,7 @@ def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=N
         out.append(dict(system=name, mode=mode, T=T, batch=batch, reps=len(ts), times_s=[round(v, 4) for v in times[name]],
                         rate=batch * T / med, best_rate=batch * T / ts[0], warmup_s=round(warm[name], 2),
                         peak_mb=round(max(peaks[name]), 1) if peaks[name] else None,
-                        lif_backend=get_lif_backend() if name == "snnlib" else None))
+                        lif_backend=get_lif_backend() if name in ("snnlib", compare.BF16) else None))
     return dict(T=T, mode=mode, batch=batch, results=out, load=load_average(), rss_mb=round(_rss_bytes() / 2 ** 20, 1))
 
 
@@ -364,22 +374,29 @@ def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt")
     from . import compare
     versions = compare.require_packages()
     info = machine_info(threads)
-    info.update(versions=versions)
+    info.update(versions=versions, bf16_native=compare.bf16_native())
+    if systems is None:   # snnlib's bf16 option only where the CPU computes bf16 natively (else it is emulated)
+        systems = list(compare.SYSTEMS) + ([compare.BF16] if info["bf16_native"] else [])
+    all_systems = list(systems)
+    exact = [n for n in all_systems if n != compare.BF16]
     report = dict(machine=info, config=dict(Ts=list(Ts), batch=batch, modes=list(modes), reps=reps,
-                                            systems=list(systems or compare.SYSTEMS), leak=0.99,
+                                            systems=all_systems, leak=0.99,
                                             lif_backend=lif_backend), checks=[], runs=[], skipped=[])
     if check:
         for cl in (True, False):
             if verbose:
                 print(f"  equivalence check (batch 2, T=8, snnlib channels_last={cl}) ...", file=sys.stderr, flush=True)
-            eq = compare.check_equivalence(batch=2, T=8, seed=0, channels_last=cl)
+            eq = compare.check_equivalence(batch=2, T=8, seed=0, channels_last=cl, systems=exact)
             for e in eq["systems"].values():
                 e.pop("logits", None)
             report["checks"].append(eq)
             if not eq["ok"]:
                 raise RuntimeError(f"the three implementations disagree; not timing them: {eq}")
+        if compare.BF16 in all_systems:
+            report["bf16_check"] = bf = compare.check_bf16()
+            if not bf["ok"]:
+                raise RuntimeError(f"snnlib's bf16 precision moved spike counts beyond its tolerance: {bf}")
     last_peak: Dict[tuple, tuple] = {}
-    all_systems = list(systems or compare.SYSTEMS)
     for mode in modes:
         for T in Ts:
             run_systems = []
@@ -430,25 +447,37 @@ def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt")
 
 def compare_summary(report: dict) -> dict:
     """Per (mode, T): snnlib's rate over the fastest peer library (``speedup``, ``best_other``) and over the plain
-    PyTorch baseline (``plain_speedup``), and its peak memory over the leanest other system (``mem_ratio``)."""
-    from .compare import PEERS
+    PyTorch baseline (``plain_speedup``), and its peak memory over the leanest other system (``mem_ratio``); where
+    snnlib's bf16 option ran, the same three for it (``bf16_speedup``, ``bf16_plain_speedup``, ``bf16_mem_ratio``;
+    else None).  The other systems are the non-snnlib ones."""
+    from .compare import BF16, PEERS, is_snnlib
     rows = []
     for run in report["runs"]:
         by = {r["system"]: r for r in run["results"]}
-        if "snnlib" not in by or len(by) < 2:
+        others = [r for n, r in by.items() if not is_snnlib(n)]
+        if "snnlib" not in by or not others:
             continue
-        others = [r for n, r in by.items() if n != "snnlib"]
         peers = [r for r in others if r["system"] in PEERS] or others
         fastest = max(peers, key=lambda r: r["rate"])
         lean = min((r for r in others if r["peak_mb"] is not None), key=lambda r: r["peak_mb"], default=None)
-        me, plain = by["snnlib"], by.get("plain")
+        plain = by.get("plain")
+
+        def ratios(me):
+            return (me["rate"] / fastest["rate"], me["rate"] / plain["rate"] if plain else None,
+                    (me["peak_mb"] / lean["peak_mb"]) if lean and me["peak_mb"] else None)
+
+        me = by["snnlib"]
+        speedup, plain_speedup, mem_ratio = ratios(me)
+        bf = by.get(BF16)
+        bf_speedup, bf_plain, bf_mem = ratios(bf) if bf else (None, None, None)
         rows.append(dict(mode=run["mode"], T=run["T"], snnlib_rate=me["rate"], best_other=fastest["system"],
-                         best_other_rate=fastest["rate"], speedup=me["rate"] / fastest["rate"],
-                         plain_rate=plain["rate"] if plain else None,
-                         plain_speedup=me["rate"] / plain["rate"] if plain else None,
+                         best_other_rate=fastest["rate"], speedup=speedup,
+                         plain_rate=plain["rate"] if plain else None, plain_speedup=plain_speedup,
                          snnlib_peak_mb=me["peak_mb"], min_other_peak_mb=lean["peak_mb"] if lean else None,
-                         leanest_other=lean["system"] if lean else None,
-                         mem_ratio=(me["peak_mb"] / lean["peak_mb"]) if lean and me["peak_mb"] else None))
+                         leanest_other=lean["system"] if lean else None, mem_ratio=mem_ratio,
+                         bf16_rate=bf["rate"] if bf else None, bf16_speedup=bf_speedup,
+                         bf16_plain_speedup=bf_plain, bf16_peak_mb=bf["peak_mb"] if bf else None,
+                         bf16_mem_ratio=bf_mem))
     return dict(rows=rows)
 
 
@@ -470,6 +499,11 @@ def format_compare(report: dict) -> str:
         plain = f", {row['plain_speedup']:.2f}x plain PyTorch" if row.get("plain_speedup") else ""
         lines.append(f"{row['mode']} T={row['T']}: snnlib {row['speedup']:.2f}x the fastest peer "
                      f"({row['best_other']}){plain}{mem}")
+        if row.get("bf16_speedup"):
+            bmem = f", peak memory x{row['bf16_mem_ratio']:.2f}" if row.get("bf16_mem_ratio") else ""
+            bplain = f", {row['bf16_plain_speedup']:.2f}x plain" if row.get("bf16_plain_speedup") else ""
+            lines.append(f"{'':>{len(row['mode']) + len(str(row['T'])) + 4}}snnlib bf16 {row['bf16_speedup']:.2f}x "
+                         f"the fastest peer{bplain}{bmem}")
     return "\n".join(lines)
 
 
@@ -484,6 +518,12 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     ap.add_argument("--lif-backend", default=None, choices=["eager", "compile", "auto"],
                     help="LIF update backend for the SNN modes (default: snnlib's default / $SNNLIB_LIF_BACKEND)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="arithmetic of the SNN modes: fp32 (the papers') or bf16 (SpikingVGG's option: bfloat16 "
+                         "convolutions and linear layers, float32 membranes); --compare times both by itself")
+    ap.add_argument("--grad-time-chunk", type=int, default=None, metavar="N",
+                    help="SNN gradient modes: checkpointed pieces of N timesteps (activation checkpointing over "
+                         "time; memory of N steps instead of T, one more forward)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--compare", action="store_true",
                     help="compare with snnTorch and SpikingJelly (VGG5 LIF, batch 64, T in --compare-T; needs "
@@ -518,13 +558,15 @@ def main(argv=None) -> int:
     from ..encoding import check_timesteps
     check_arch(a.model)
     check_timesteps(a.T)
-    if a.batch < 1 or (a.threads is not None and a.threads < 1) or a.min_iters < 1:
-        ap.error("--batch, --threads and --min-iters must be >= 1")
+    if a.batch < 1 or (a.threads is not None and a.threads < 1) or a.min_iters < 1 or \
+            (a.grad_time_chunk is not None and a.grad_time_chunk < 1):
+        ap.error("--batch, --threads, --min-iters and --grad-time-chunk must be >= 1")
     modes = [s.strip() for s in a.modes.split(",") if s.strip()]
     bad = [s for s in modes if s not in MODES]
     if bad:
         ap.error(f"unknown modes {bad}; choose from {list(MODES)}")
-    report = run_benchmarks(modes, a.model, a.T, a.batch, a.threads, a.seconds, a.min_iters, a.lif_backend)
+    report = run_benchmarks(modes, a.model, a.T, a.batch, a.threads, a.seconds, a.min_iters, a.lif_backend,
+                            precision=a.precision, grad_time_chunk=a.grad_time_chunk)
     print(format_table(report))
     if a.peak:
         print(add_peak_fractions(report, a.model, a.threads))

@@ -585,7 +585,7 @@ class _Plan:
                 mp = {k: p[k] for k in PIPELINE_KEYS}
                 mp["device"] = p["device"]
                 for seed in p["model_seeds"][:2]:
-                    key = config_key({**mp, "seed": seed})
+                    key = config_key({**mp, "seed": seed, "torch_threads": self.threads})
                     uid = f"train/seed{seed}-{key[:10]}"
                     needs.setdefault(nb, []).append(uid)
                     if uid not in train:

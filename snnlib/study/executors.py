@@ -739,7 +739,25 @@ class SlurmExecutor(Executor):
             time.sleep(max(0.05, wake - time.monotonic()))
 
     def _outcome(self, job) -> tuple[Any, bool, Any] | None:
-        """``(job, ok, result or error)`` of a job that is done; None while a failed job's state settles."""
+        """``(job, ok, result or error)`` of a job that is done; None while a failed job's state settles.
+
+        With accounting, submitit calls a job done once ``sacct`` reports it ended, result or not; its
+        ``job.result()`` then waits (sleeps) up to 15 s for a missing result file, and the runner would see no other
+        job meanwhile.  A job without a result file is given ``gone_grace_s`` here instead (polled, not slept; the
+        same grace as a job that ``squeue`` reports ended), then reported with its state from accounting and the
+        tail of its log."""
+        if not self._result_exists(job):
+            state = ""
+            with contextlib.suppress(Exception):
+                state = str(job.watcher.get_state(job.job_id, mode="cache") or "")
+            state = "" if state == "UNKNOWN" else state
+            now = time.monotonic()
+            since, seen = self._ended.setdefault(job.job_id, (now, state or "ended"))
+            if now - since < self.gone_grace_s:
+                return None
+            if not self._result_exists(job):
+                self._ended.pop(job.job_id, None)
+                return job, False, self._job_error(job, state or seen)
         self._ended.pop(job.job_id, None)
         try:
             ok, value = job.result()
@@ -769,6 +787,13 @@ class SlurmExecutor(Executor):
                 value = UnitError(f"SLURM job {job.job_id} {st[0]}: {value.message}", value.failed_copy, value.host,
                                   retry=value.retry and st[0] != "TIMEOUT")   # the same limit stops it again
         return job, ok, value
+
+    @staticmethod
+    def _result_exists(job) -> bool:
+        try:
+            return bool(job.paths.result_pickle.exists())
+        except Exception:
+            return True                # cannot tell: job.result() says what happened
 
     def _job_error(self, job, state: str) -> UnitError:
         log = job.paths.stderr

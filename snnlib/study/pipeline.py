@@ -15,7 +15,9 @@ validation accuracy is closest to SNN-BP's.  SNN-BP is fine-tuned for at most ``
 
 The ANN recipe is a set of profile parameters: ``ann_schedule`` (the papers' "step" or "cosine"), ``ann_lr``,
 ``ann_warmup_epochs``, ``ann_nesterov``, ``label_smoothing`` (SGD momentum 0.9 and weight decay 5e-4 as in the
-papers).  Every parameter in :data:`PIPELINE_KEYS` is part of the cache keys.
+papers).  Every parameter in :data:`PIPELINE_KEYS` is part of the cache keys, and so is :func:`compute_record`: the
+device type and, on a CPU, the torch thread count the models are trained with (the runner pins one count for every unit
+on every executor, so local, Dask and SLURM runs share models only when they would compute the same weights).
 """
 from __future__ import annotations
 
@@ -41,13 +43,17 @@ from .cache import ArtifactCache
 from .profiles import KNOWN_PARAMS, ProfileError, pipeline_checks
 
 __all__ = ["ModelSet", "build_models", "resolve_device", "PIPELINE_KEYS", "validation_split", "ann_train_config",
-           "snn_train_config", "artifact_configs", "accuracy_matched_epoch", "accuracy_matched_ann",
+           "snn_train_config", "artifact_configs", "compute_record", "accuracy_matched_epoch", "accuracy_matched_ann",
            "check_pipeline_params"]
 
 PIPELINE_VERSION = 2
 #: the study's SNNs simulate inference (no graph) in pieces of this many timesteps: the same numbers, with memory
 #: bounded at the paper profile's T=2000 (whole-sequence inference of VGG5 at batch 128 would need ~67 GB)
 INFER_TIME_CHUNK = 64
+#: ... and build a graph (attack gradients) in checkpointed pieces of this many timesteps when T is longer
+#: (``SpikingVGG.grad_time_chunk``): the paper profile's SNN-conv at T=2000 would need ~1.5 MB per image-timestep,
+#: ~380 GB for a batch of 128; in pieces of 256 about 50 GB.  Shorter T (every other profile) is not affected.
+GRAD_TIME_CHUNK = 256
 PIPELINE_KEYS = ("dataset", "data_source", "data_dir", "arch", "n_train", "batch_size", "epochs_ann", "epochs_snn",
                  "T_conv", "T_bp", "leak_bp", "threshold_scale_bp", "balance_T", "balance_images",
                  "val_images", "patience", "ann_schedule", "ann_lr", "ann_warmup_epochs", "ann_nesterov",
@@ -250,14 +256,30 @@ def _snn_validator(val: D.Split, seed: int, batch_size: int = 128):
     return validate
 
 
-def _configs(p: Mapping[str, Any], seed: int, nc: int, train: D.Split, val: D.Split) -> Dict[str, dict]:
+def compute_record(device: torch.device | str, threads: Optional[int] = None) -> Dict[str, Any]:
+    """What the trained weights depend on besides the recipe: the device type and, on a CPU, the torch thread count
+    (float reductions are split by thread, so 1 and 2 threads train different weights).
+
+    threads: the count the models are (or were) trained with; default torch's current setting.
+    """
+    kind = torch.device(device).type
+    if kind != "cpu":
+        return {"device": kind}
+    n = torch.get_num_threads() if threads is None else int(threads)
+    if n < 1:
+        raise ValueError(f"torch thread count must be an integer >= 1, got {threads!r}")
+    return {"device": kind, "torch_threads": n}
+
+
+def _configs(p: Mapping[str, Any], seed: int, nc: int, train: D.Split, val: D.Split,
+             compute: Mapping[str, Any]) -> Dict[str, dict]:
     """The artifact configurations (cache keys) of the three kinds: everything that determines each."""
     ann_settings = ann_train_config(p, seed)
     ann_cfg = dict(v=PIPELINE_VERSION, arch=p["arch"], num_classes=nc, data=train.info()["indices_sha256"],
                    val=val.info()["indices_sha256"], data_source=train.source, dataset=p["dataset"],
                    n_train=len(train), n_val=len(val), epochs=p["epochs_ann"], batch_size=p["batch_size"], seed=seed,
                    train=dict(ann_settings.record(True), **ann_settings.optimizer_record()),
-                   checkpoint_every=p["ann_checkpoint_every"])
+                   checkpoint_every=p["ann_checkpoint_every"], compute=dict(compute))
     th_cfg = dict(ann=ann_cfg, balance_T=p["balance_T"], balance_images=p["balance_images"])
     snn_settings = snn_train_config(p, seed)
     bp_cfg = dict(thresholds=th_cfg, T=p["T_bp"], leak=p["leak_bp"], scale=p["threshold_scale_bp"],
@@ -267,13 +289,17 @@ def _configs(p: Mapping[str, Any], seed: int, nc: int, train: D.Split, val: D.Sp
     return {"ANN": ann_cfg, "SNN-conv": th_cfg, "SNN-BP": bp_cfg}
 
 
-def artifact_configs(params: Mapping[str, Any], seed: int) -> Dict[str, dict]:
+def artifact_configs(params: Mapping[str, Any], seed: int, threads: Optional[int] = None) -> Dict[str, dict]:
     """The cache configurations {"ANN", "SNN-conv", "SNN-BP"} that :func:`build_models` would use (loads the
-    training split's labels and indices, trains nothing)."""
+    training split's labels and indices, trains nothing).
+
+    threads: the torch thread count the models would be trained with (default: the current one).
+    """
     p = check_pipeline_params(params)
     full = D.load(p["dataset"], "train", n=p["n_train"], data_dir=p["data_dir"], source=p["data_source"])
     train, val = validation_split(full, p["val_images"])
-    return _configs(p, seed, _num_classes(p["dataset"]), train, val)
+    compute = compute_record(resolve_device(params.get("device", "auto")), threads)
+    return _configs(p, seed, _num_classes(p["dataset"]), train, val, compute)
 
 
 def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactCache] = None,
@@ -294,7 +320,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     # 1. ANN ------------------------------------------------------------------------------------------------
     ann_settings = ann_train_config(p, seed)
     every = p["ann_checkpoint_every"]
-    configs = _configs(p, seed, nc, train, val)
+    configs = _configs(p, seed, nc, train, val, compute_record(device))
     ann_cfg, th_cfg, bp_cfg = configs["ANN"], configs["SNN-conv"], configs["SNN-BP"]
 
     def trained(kind: str, cfg: dict, net: VGG, model: nn.Module, train_fn, settings: TrainConfig, what: str,
@@ -349,7 +375,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     th = list(cache.get_or_build("thresholds", th_cfg, build_thresholds)["thresholds"])
     info["thresholds"] = th
     snn_conv = SpikingVGG(ann, scale_thresholds(th, 1.0), T=p["T_conv"], leak=1.0, encoder=PoissonEncoder(seed=0),
-                          time_chunk=INFER_TIME_CHUNK)
+                          time_chunk=INFER_TIME_CHUNK, grad_time_chunk=GRAD_TIME_CHUNK)
     snn_conv.to(device).eval()
 
     # 3. BPTT fine-tuning, early-stopped on the validation split --------------------------------------------
@@ -367,7 +393,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     bp_net.load_state_dict(bp_state["model"])
     bp_net.to(device).eval()
     snn_bp = SpikingVGG(bp_net, bp_th, T=p["T_bp"], leak=p["leak_bp"], encoder=PoissonEncoder(seed=0),
-                        time_chunk=INFER_TIME_CHUNK)
+                        time_chunk=INFER_TIME_CHUNK, grad_time_chunk=GRAD_TIME_CHUNK)
     snn_bp.to(device).eval()
     hist = dict(bp_state.get("history") or {})
     val_acc = list(hist.get("val_acc") or [])

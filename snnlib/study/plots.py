@@ -226,7 +226,8 @@ def bench_throughput(report: Mapping[str, Any], title: Optional[str] = None):
     """Throughput (image-timesteps/s) against T of every system, inference and BPTT side by side."""
     from .tables import BENCH_MODES, bench_labels, bench_machine_line
     cfg, runs, label = report["config"], report["runs"], bench_labels(report)
-    style = {"snnlib": dict(marker="o", lw=2.2), "plain": dict(marker="D", ls="-."), "snntorch": dict(marker="s", ls="--"),
+    style = {"snnlib": dict(marker="o", lw=2.2), "snnlib_bf16": dict(marker="o", lw=1.4, ls="--", mfc="none"),
+             "plain": dict(marker="D", ls="-."), "snntorch": dict(marker="s", ls="--"),
              "spikingjelly": dict(marker="^", ls=":")}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for ax, mode in zip(axes, ("infer", "bptt")):

@@ -28,7 +28,8 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "provenance_table", "models_glue",
            "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
-           "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES"]
+           "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
+           "precision_table", "precision_text"]
 
 #: how the summary shows each verdict: a word led by a plain text symbol that common text fonts carry (no emoji, which
 #: show as empty boxes where the reader has no emoji font; the site's browser test refuses them)
@@ -456,24 +457,29 @@ def provenance_table(results_dir: Union[str, Path], skip: Sequence[str] = ("07_s
 BENCH_MODES = {"infer": "inference", "bptt": "BPTT training step"}
 
 
-def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
-    """The speed comparison's JSON (``python -m snnlib.bench``); a relative path is tried from here and from ``..``
-    (a notebook executed in book/)."""
+def _read_data_json(path: Union[str, Path], name: str, command: str) -> Dict[str, Any]:
+    """A JSON data file; a relative path is tried from here and from ``..`` (a notebook executed in book/).  A missing
+    file is a FileNotFoundError naming the parameter ``name`` and the ``command`` that writes it."""
     p = Path(path)
     if not p.is_absolute() and not p.exists() and (Path("..") / p).exists():
         p = Path("..") / p
     try:
         return json.loads(p.read_text())
     except OSError as e:
-        raise FileNotFoundError(f"bench_json={str(path)!r}: cannot read {p} ({e.strerror}); run "
-                                "python -m snnlib.bench to write it") from None
+        raise FileNotFoundError(f"{name}={str(path)!r}: cannot read {p} ({e.strerror}); run {command} to write "
+                                "it") from None
+
+
+def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
+    """The speed comparison's JSON (``python -m snnlib.bench``)."""
+    return _read_data_json(path, "bench_json", "python -m snnlib.bench")
 
 
 def bench_labels(report: Mapping[str, Any]) -> Dict[str, str]:
     """{system: "snnTorch 0.9.1"} with the versions measured."""
     v = report["machine"]["versions"]
-    return {"snnlib": "snnlib", "plain": "plain PyTorch", "snntorch": f"snnTorch {v.get('snntorch')}",
-            "spikingjelly": f"SpikingJelly {v.get('spikingjelly')}"}
+    return {"snnlib": "snnlib", "snnlib_bf16": "snnlib bf16 (option)", "plain": "plain PyTorch",
+            "snntorch": f"snnTorch {v.get('snntorch')}", "spikingjelly": f"SpikingJelly {v.get('spikingjelly')}"}
 
 
 def bench_machine_line(report: Mapping[str, Any]) -> str:
@@ -492,10 +498,11 @@ def bench_table(report: Mapping[str, Any]) -> Table:
     for run in report["runs"]:
         for r in run["results"]:
             s = summary.get((run["mode"], run["T"]))
-            mine = r["system"] == "snnlib" and s is not None
-            ratio = f"**{s['speedup']:.2f}×** ({label[s['best_other']].split()[0]})" if mine else ""
-            plain = f"{s['plain_speedup']:.2f}×" if mine and s.get("plain_speedup") else ""
-            mem = f"{s['mem_ratio']:.2f}×" if mine and s.get("mem_ratio") else ""
+            pre = {"snnlib": "", "snnlib_bf16": "bf16_"}.get(r["system"])
+            mine = pre is not None and s is not None and s.get(pre + "speedup") is not None
+            ratio = f"**{s[pre + 'speedup']:.2f}×** ({label[s['best_other']].split()[0]})" if mine else ""
+            plain = f"{s[pre + 'plain_speedup']:.2f}×" if mine and s.get(pre + "plain_speedup") else ""
+            mem = f"{s[pre + 'mem_ratio']:.2f}×" if mine and s.get(pre + "mem_ratio") else ""
             rows.append([BENCH_MODES[run["mode"]], run["T"], label[r["system"]], f"{r['rate']:.0f}",
                          f"{r['peak_mb']:.0f}", ratio, plain, mem, r["reps"]])
     for sk in report.get("skipped", []):
@@ -539,4 +546,66 @@ def bench_glue(report: Mapping[str, Any]) -> Dict[str, Any]:
             # leanest; BPTT >= 2x the fastest peer and 1.5x the plain loop at <= 0.6x the leanest's memory
             "infer_plain_min": infer_plain_min, "infer_plain_max": infer_plain_max,
             "bptt_plain_min": bptt_plain_min, "bptt_plain_max": bptt_plain_max,
-            "infer_target17": _target_text(inf, 2.0, 1.0, 1.5), "bptt_target17": _target_text(bp, 2.0, 0.6, 1.5)}
+            "infer_target17": _target_text(inf, 2.0, 1.0, 1.5), "bptt_target17": _target_text(bp, 2.0, 0.6, 1.5),
+            "bf16_text": bench_bf16_text(report)}
+
+
+def _bf16_rows(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The summary rows of the bf16 option, renamed to the plain keys (speedup, plain_speedup, mem_ratio)."""
+    return [dict(T=s["T"], mode=s["mode"], speedup=s["bf16_speedup"], plain_speedup=s.get("bf16_plain_speedup"),
+                 mem_ratio=s.get("bf16_mem_ratio")) for s in rows if s.get("bf16_speedup") is not None]
+
+
+def bench_bf16_text(report: Mapping[str, Any]) -> str:
+    """One sentence on snnlib's bf16 option in this run: its speed-up ranges and issue 17's targets, or why it was
+    not timed."""
+    rows = report["summary"]["rows"]
+    inf, bp = _bf16_rows([s for s in rows if s["mode"] == "infer"]), _bf16_rows([s for s in rows if s["mode"] == "bptt"])
+    if not inf and not bp:
+        if report["machine"].get("bf16_native") is False:
+            return "This comparison did not time the bf16 option: the CPU has no native bf16 (it would be emulated)."
+        return ("The comparison shown predates the bf16 option, so it has no bf16 row; `python -m snnlib.bench "
+                "--compare` times it next to the others where the CPU computes bf16 natively.")
+    parts = []
+    for name, part, need_mem in (("inference", inf, 1.0), ("BPTT", bp, 0.6)):
+        if part:
+            lo, hi = min(s["speedup"] for s in part), max(s["speedup"] for s in part)
+            pl = [s["plain_speedup"] for s in part if s.get("plain_speedup")]
+            plain = f" and {min(pl):.2f}–{max(pl):.2f}× the plain loop" if pl else ""
+            parts.append(f"{name} {lo:.2f}–{hi:.2f}× the fastest peer{plain} (issue 17's targets "
+                         f"{_target_text(part, 2.0, need_mem, 1.5)})")
+    return "With the bf16 option snnlib runs " + "; ".join(parts) + "."
+
+
+def load_precision(path: Union[str, Path]) -> Dict[str, Any]:
+    """The bf16 option's accuracy effect (``python -m snnlib.study.precision --json``)."""
+    return _read_data_json(path, "precision_json", "python -m snnlib.study.precision --json PATH")
+
+
+def precision_text(report: Mapping[str, Any]) -> str:
+    """One sentence on the bf16 option's accuracy effect: images changed, the largest |bf16 − fp32| interval end,
+    and in how many settings TOST shows equivalence within the margin."""
+    rows = report["rows"]
+    if not rows:
+        return "The precision measurement holds no rows."
+    eq = sum(r["equivalent"] for r in rows)
+    worst = max(rows, key=lambda r: max(abs(r["low"]), abs(r["high"])))
+    changed = ", ".join(f"{r['kind']} {r['setting'].split(' ')[0]} {r['changed']} of {r['n']}" for r in rows)
+    return (f"bf16 changes the majority-vote outcome of {changed} images; the widest 95 % interval of bf16 − fp32 is "
+            f"[{worst['low']:+.1f}, {worst['high']:+.1f}] points ({worst['kind']}, {worst['setting']}), and "
+            f"{eq} of {len(rows)} settings are equivalent to fp32 within ±{rows[0]['margin']:g} points (TOST)")
+
+
+def precision_table(report: Mapping[str, Any]) -> Table:
+    """The bf16 option against fp32 on the same images and draws: accuracies, bf16 − fp32 with its 95 % interval,
+    the McNemar p, the images whose outcome changes and the TOST equivalence within the margin."""
+    rows = []
+    for r in report["rows"]:
+        rows.append([r["kind"], r["setting"], r["n"], f"{r['fp32']:.1f}%", f"{r['bf16']:.1f}%",
+                     f"{r['difference']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]", f"{r['p_value']:.2g}",
+                     r["changed"], ("yes" if r["equivalent"] else "no") + f" (p = {r['tost_p']:.2g})"])
+    m = report["rows"][0]["margin"] if report["rows"] else None
+    return Table(rows, ["model", "setting", "images", "fp32", "bf16", "bf16 − fp32 (points) [95% CI]",
+                        "McNemar p", "images changed", f"equivalent within ±{m:g} points (TOST)"],
+                 f"{report.get('scale', '')}; model seed {report.get('seed')}",
+                 ["l", "l", "r", "r", "r", "r", "r", "r", "l"])

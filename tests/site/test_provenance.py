@@ -169,4 +169,7 @@ def test_downloads_page_links_every_notebook_json_and_command(site):
     assert (site / "results" / "laptop" / "_study_log.json").is_file()
     appendix = next((r for r in rows if "appendix_performance.ipynb" in r.get_text()), None)
     assert appendix is not None and "python -m snnlib.bench --compare" in appendix.get_text()
-    assert "results/bench/compare_cpu.json" in [a["href"] for a in appendix.find_all("a", href=True)]
+    links = [a["href"] for a in appendix.find_all("a", href=True)]
+    assert "results/bench/compare_cpu.json" in links and "results/bench/precision_laptop.json" in links
+    assert "python -m snnlib.study.precision --profile laptop" in appendix.get_text()
+    assert all((site / link).is_file() for link in links if link.startswith("results/"))

@@ -280,6 +280,49 @@ def test_a_refused_sbatch_fails_its_units_not_the_run(capfd, tmp_path, monkeypat
     assert cap.err.count("sbatch: error:") == 0                # said once per attempt, in the runner's words
 
 
+class _EndedJob:
+    """A submitit job that accounting (sacct) reports ended with ``state``; its result file appears only if the
+    test writes it.  ``result()`` of a job without a result file would sleep up to 15 s in submitit."""
+
+    def __init__(self, folder: Path, state: str):
+        self.job_id = "7"
+        self.paths = type("P", (), {"result_pickle": folder / "7_0_result.pkl", "stderr": folder / "7_0_log.err"})
+        self.watcher = type("W", (), {"get_state": staticmethod(lambda job_id, mode="standard": state)})
+        self.result_calls = 0
+
+    def done(self, force_check: bool = False) -> bool:
+        return True                             # sacct says the job ended
+
+    def result(self):
+        self.result_calls += 1
+        assert self.paths.result_pickle.exists(), "job.result() called without a result file (sleeps 15 s)"
+        return True, {"ok": 1}
+
+
+def test_a_job_that_accounting_reports_ended_without_its_result(tmp_path):
+    """With accounting submitit calls a job done once sacct says it ended; the executor does not block in
+    job.result() (submitit sleeps up to 15 s for a missing result file) but polls for gone_grace_s, then reports the
+    job's state from accounting and the tail of its log; a result file that appears within the grace is used."""
+    pytest.importorskip("submitit")
+    ex = X.SlurmExecutor(str(tmp_path / "_slurm"), poll_s=0.05, gone_grace_s=0.5)
+    job = _EndedJob(tmp_path, "OUT_OF_MEMORY")
+    job.paths.stderr.write_text("start\nsrun: error: localhost: task 0: Out Of Memory\n\nslurmstepd: error: "
+                                "Detected 1 oom_kill event in StepId=7.0\n")
+    assert ex.wait([job], timeout=0.1) == []                       # within the grace: nothing yet, no sleep
+    h, ok, err = ex.wait([job], timeout=5)[0]
+    assert h is job and not ok and job.result_calls == 0
+    assert err.message == (f"SLURM job 7 ended (OUT_OF_MEMORY) without writing its result; log: {job.paths.stderr}"
+                           "\n      | start\n      | srun: error: localhost: task 0: Out Of Memory"
+                           "\n      | slurmstepd: error: Detected 1 oom_kill event in StepId=7.0")
+    assert err.retry
+    timeout_job = _EndedJob(tmp_path, "TIMEOUT")
+    assert not ex.wait([timeout_job], timeout=5)[0][2].retry       # the same limit would stop it again
+    late = _EndedJob(tmp_path, "COMPLETED")
+    assert ex.wait([late], timeout=0.1) == []
+    late.paths.result_pickle.write_bytes(b"")                       # the shared file system shows it late
+    assert ex.wait([late], timeout=5) == [(late, True, {"ok": 1})]
+
+
 def _has(module: str) -> bool:
     import importlib
     try:
@@ -607,6 +650,13 @@ def test_every_unit_gets_the_runners_thread_count(capsys, tmp_path, monkeypatch)
     book = _dummy_book(tmp_path / "book")
     main(_argv(tmp_path, book, "--only", "02", "--threads", "3"))
     assert seen and all(env["OMP_NUM_THREADS"] == env["SNNLIB_TORCH_THREADS"] == "3" for env in seen.values())
+    trains = {}
+    for n in (3, 1):                    # a cluster's train units: the models are keyed by the count too
+        seen.clear()
+        main(_argv(tmp_path, book, "--only", "02", "--executor", "slurm", "--threads", str(n)))
+        trains[n] = {u for u in seen if u.startswith("train/")}
+    trains_3, trains_1 = trains[3], trains[1]
+    assert trains_3 and len(trains_1) == len(trains_3) and not trains_1 & trains_3   # models keyed by the count
     assert main(_argv(tmp_path, book, "--threads", "0")) == 2
     assert "--threads 0: allowed: an integer >= 1" in capsys.readouterr().err
 

@@ -209,6 +209,31 @@ def test_build_models_keeps_epochs_validates_and_loads_back(tiny_params, tmp_pat
     assert fresh.snn_bp_history["val_acc"] == bp["val_acc"] and fresh.ann_history["val_acc"] == h["val_acc"]
 
 
+def test_the_cache_keys_hold_the_thread_count_the_models_were_trained_with(tiny_params, tmp_path):
+    """Float reductions split by thread: a model trained with 1 thread is not the one trained with 2, so a cache
+    shared by executors with different counts keeps both (issue 18); the keys are what artifact_configs predicts."""
+    from snnlib.study.pipeline import compute_record
+
+    before = torch.get_num_threads()
+    cache = ArtifactCache(tmp_path)
+    keys = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            logs = []
+            ms = build_models(tiny_params, 0, cache=cache, progress=False, log=logs.append)
+            assert [m.split(" (")[0] for m in logs] == ["trained ANN", "balanced thresholds", "trained BPTT SNN"]
+            keys[n] = {k: config_key(c) for k, c in ms.info["configs"].items()}
+            assert keys[n] == {k: config_key(c) for k, c in artifact_configs(tiny_params, 0, threads=n).items()}
+            assert ms.info["configs"]["ANN"]["compute"] == {"device": "cpu", "torch_threads": n}
+    finally:
+        torch.set_num_threads(before)
+    assert all(keys[1][k] != keys[2][k] for k in keys[1])
+    assert compute_record("cuda", 1) == compute_record("cuda", 8) == {"device": "cuda"}
+    with pytest.raises(ValueError, match="thread count"):
+        compute_record("cpu", 0)
+
+
 def test_snn_bp_keeps_the_best_validation_epoch(tiny_params, tmp_path, monkeypatch):
     """Early stopping inside the pipeline, with a scripted validation: stops after patience, keeps the best."""
     from snnlib.study import pipeline

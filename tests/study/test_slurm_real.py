@@ -7,15 +7,20 @@
 * the runner's output has no sacct warnings (submitit polls sacct; without accounting it warned at every poll);
 * each job is submitted with its own sbatch options only (submitit's update_parameters accumulates);
 * a refused submission (--partition nosuch; a transient sbatch error) is a failed attempt of its unit, retried or
-  reported per unit, never a traceback that ends the run.
+  reported per unit, never a traceback that ends the run;
+* with accounting (slurmdbd + MariaDB, fixture ``slurm_acct``): sacct answers, the jobs are followed through it
+  without warnings in the output, and a job whose process is killed is reported with its id, its end state from
+  sacct and the tail of its log.
 
 Everything here skips, saying why, where no cluster runs and none can be started (needs root and Debian's
-slurm-wlm + munge: apt-get install -y slurm-wlm munge; .ci/run installs them when apt-get is there) or where
-submitit is not installed.
+slurm-wlm + munge: apt-get install -y slurm-wlm munge; the accounting tests also mariadb-server + slurmdbd;
+.ci/run installs them when apt-get is there) or where submitit is not installed.  One started cluster runs at a
+time: the tests without accounting share one, those with accounting another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,14 +39,71 @@ from test_cluster import SMALL, _argv, _assert_same, _dummy_book, _strip
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class _OneCluster:
+    """The started clusters of this module, one at a time: two would share ``SLURM_CONF`` (os.environ), and the
+    second would find the first running and use it.  ``get(accounting)`` stops the open cluster when it is of the
+    other kind and starts (or reuses) the one asked for; a cluster that cannot start skips its tests with the
+    reason, once."""
+
+    def __init__(self):
+        self.kind: bool | None = None
+        self.cluster = None
+        self.stack = contextlib.ExitStack()
+        self.refused: dict[bool, str] = {}
+
+    def get(self, accounting: bool):
+        if accounting in self.refused:
+            pytest.skip(self.refused[accounting])
+        if self.cluster is not None and self.kind == accounting:
+            return self.cluster
+        self.close()
+        try:
+            self.cluster = self.stack.enter_context(single_node_slurm(accounting=accounting))
+        except SlurmUnavailable as e:
+            self.close()
+            self.refused[accounting] = f"no SLURM cluster{' with accounting' if accounting else ''}: {e}"
+            pytest.skip(self.refused[accounting])
+        self.kind = accounting
+        _fresh_watcher()
+        return self.cluster
+
+    def close(self):
+        self.stack.close()
+        self.stack = contextlib.ExitStack()
+        self.cluster = self.kind = None
+
+
+def _fresh_watcher():
+    """submitit's job-state watcher is one per process (a class attribute): a new cluster gets a new one, so what
+    the old one learned (sacct disabled there, the states of job ids that the new cluster numbers again from 1) is
+    not applied to the new cluster."""
+    job_class = X._submitit_classes(None)[1]
+    job_class.watcher = type(job_class.watcher)(delay_s=600)
+
+
 @pytest.fixture(scope="module")
-def slurm():
+def _clusters():
     pytest.importorskip("submitit", reason="submitit not installed (pip install -r requirements-cluster.txt)")
+    job_class = X._submitit_classes(None)[1]
+    watcher = job_class.watcher
+    one = _OneCluster()
     try:
-        with single_node_slurm() as cluster:
-            yield cluster
-    except SlurmUnavailable as e:
-        pytest.skip(f"no SLURM cluster: {e}")
+        yield one
+    finally:
+        one.close()
+        job_class.watcher = watcher
+
+
+@pytest.fixture
+def slurm(_clusters):
+    """A cluster (started: without accounting, sacct answers "disabled"); started once for the module's tests."""
+    return _clusters.get(accounting=False)
+
+
+@pytest.fixture
+def slurm_acct(_clusters):
+    """A cluster whose sacct answers (started: with MariaDB and slurmdbd); started once for the module's tests."""
+    return _clusters.get(accounting=True)
 
 
 @pytest.fixture(autouse=True)
@@ -289,3 +351,77 @@ def test_a_transient_sbatch_error_is_retried(capfd, tmp_path, slurm, monkeypatch
                 "retrying (1 retry left)" in cap.err)
     assert json.loads((tmp_path / "res" / "02_discretization.json").read_text())["T_bp"] == 8
     _assert_clean(cap.out + cap.err)
+
+
+# --------------------------------------------------------------------------------------------
+# a cluster with accounting (slurmdbd + MariaDB): submitit learns the jobs' end states from sacct
+
+
+def _sacct_state(job_id: str) -> str:
+    r = subprocess.run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "State"], capture_output=True, text=True,
+                       timeout=30)
+    return r.stdout.strip()
+
+
+def test_with_accounting_sacct_answers_and_the_output_is_clean(capfd, tmp_path, slurm_acct):
+    """sacct answers (no "accounting storage is disabled"); a run's jobs are followed through sacct (submitit's
+    watcher asked it, without an error) and the runner's output has no sacct warnings."""
+    r = subprocess.run(["sacct", "-n", "-X", "-o", "JobID"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "disabled" not in r.stdout + r.stderr, r
+    assert slurm_acct.accounting
+    book = _dummy_book(tmp_path / "book")
+    argv = _argv(tmp_path, book, "--executor", "slurm", "--no-train-units", "--only", "01,02",
+                 "--retries", "0", "--progress-every", "5")
+    rc = _main_within(argv, 120)
+    cap = capfd.readouterr()
+    assert rc == 0, cap.out[-3000:] + cap.err[-3000:]
+    _assert_clean(cap.out + cap.err)
+    watcher = X._submitit_classes(None)[1].watcher
+    assert watcher.num_calls > 0 and not watcher.accounting_off and watcher.problem is None, watcher.problem
+    jobs = sorted(p.name for p in (tmp_path / "res" / "_slurm").iterdir() if p.name.isdigit())
+    assert len(jobs) == 2
+    t0 = time.monotonic()
+    while any(_sacct_state(j) != "COMPLETED" for j in jobs) and time.monotonic() - t0 < 30:
+        time.sleep(0.5)
+    assert [_sacct_state(j) for j in jobs] == ["COMPLETED", "COMPLETED"]
+
+
+def test_with_accounting_a_killed_job_is_reported_with_its_state_and_log(capfd, tmp_path, slurm_acct,
+                                                                         monkeypatch):
+    """The job's python is killed with SIGKILL (no result written); sacct reports the job FAILED and submitit
+    calls the job done.  squeue is made silent here, so that what the runner says comes from accounting: the unit
+    is reported failed (--retries 0) with the job id, its end state from sacct and the last lines of its log (the
+    whole message, not only its first line), without waiting for the 300 s the job would have worked."""
+    monkeypatch.setattr(X.SlurmExecutor, "_squeue", staticmethod(lambda job_ids: None))
+    marker = tmp_path / "started"
+    book = _dummy_book(tmp_path / "book", {"02_discretization": TELL_AND_WORK.format(marker=str(marker),
+                                                                                     sleep=300)})
+    killed = []
+
+    def kill(job_id, pid):
+        os.kill(pid, signal.SIGKILL)
+        killed.append(job_id)
+
+    watcher = _when_started(marker, kill)
+    argv = _argv(tmp_path, book, "--executor", "slurm", "--no-train-units", "--only", "02,07",
+                 "--retries", "0", "--keep-going", "--progress-every", "5")
+    t0 = time.monotonic()
+    rc = _main_within(argv, 120)
+    took = time.monotonic() - t0
+    watcher.join(timeout=5)
+    cap = capfd.readouterr()
+    assert rc == 1, cap.out[-3000:] + cap.err[-3000:]
+    assert len(killed) == 1 and took < 110
+    state = _sacct_state(killed[0])
+    assert state == "FAILED"                                  # accounting's word: the job's step was killed
+    log = tmp_path / "res" / "_slurm" / killed[0] / f"{killed[0]}_0_log.err"
+    tail = [ln.rstrip() for ln in log.read_text().splitlines() if ln.strip()][-3:]
+    assert any("Killed" in ln for ln in tail), tail           # srun: error: localhost: task 0: Killed
+    assert "02_discretization: FAILED after" in cap.err
+    assert (f"SLURM job {killed[0]} ended ({state}) without writing its result; log: {log}"
+            + "".join(f"\n      | {ln}" for ln in tail)) in cap.err, cap.err
+    assert f"Failures:\n  02_discretization (1 attempt): SLURM job {killed[0]} ended ({state})" in cap.err
+    assert json.loads((tmp_path / "res" / "07_summary.json").read_text())["T_bp"] == 8
+    _assert_clean(cap.out + cap.err)
+    watcher_of_jobs = X._submitit_classes(None)[1].watcher
+    assert not watcher_of_jobs.accounting_off and watcher_of_jobs.problem is None

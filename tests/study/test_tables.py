@@ -170,6 +170,45 @@ def test_bench_targets_name_every_miss():
         tables.load_bench("no/such/file.json")
 
 
+def test_bench_bf16_option_is_reported_next_to_snnlib_or_says_why_not():
+    base = {"config": {"batch": 64}, "machine": {"cpu": "c", "threads": 2, "torch": "t", "load": [0.5],
+                                                 "versions": {}, "bf16_native": True}, "runs": []}
+    rows = [dict(mode="infer", T=8, speedup=1.8, plain_speedup=3.0, mem_ratio=0.7, best_other="snntorch",
+                 bf16_speedup=3.4, bf16_plain_speedup=5.5, bf16_mem_ratio=0.5),
+            dict(mode="bptt", T=8, speedup=1.4, plain_speedup=2.0, mem_ratio=0.6, bf16_speedup=1.9,
+                 bf16_plain_speedup=2.8, bf16_mem_ratio=0.7)]
+    text = tables.bench_bf16_text(dict(base, summary={"rows": rows}))
+    assert text == ("With the bf16 option snnlib runs inference 3.40–3.40× the fastest peer and 5.50–5.50× the plain "
+                    "loop (issue 17's targets met at every T measured); BPTT 1.90–1.90× the fastest peer and "
+                    "2.80–2.80× the plain loop (issue 17's targets missed at T = 8 (1.90×), T = 8 (memory 0.70×)).")
+    old = [{k: v for k, v in r.items() if not k.startswith("bf16")} for r in rows]
+    assert "did not time the bf16 option: the CPU has no native bf16" in tables.bench_bf16_text(
+        dict(base, summary={"rows": old}, machine=dict(base["machine"], bf16_native=False)))
+    assert "predates the bf16 option" in tables.bench_bf16_text(
+        dict(base, summary={"rows": old}, machine={k: v for k, v in base["machine"].items() if k != "bf16_native"}))
+    run = dict(mode="infer", T=8, results=[dict(system=s, rate=r, peak_mb=m, reps=3) for s, r, m in
+                                           (("snnlib", 180.0, 70.0), ("snnlib_bf16", 340.0, 50.0),
+                                            ("snntorch", 100.0, 100.0))])
+    t = tables.bench_table(dict(base, runs=[run], summary={"rows": rows[:1]}))
+    by = {r[2]: r for r in t.rows}
+    assert by["snnlib bf16 (option)"][5].startswith("**3.40×**") and by["snnlib"][5].startswith("**1.80×**")
+    assert by["snnlib bf16 (option)"][7] == "0.50×"
+
+
+def test_precision_table_reads_the_paired_comparison():
+    rep = {"scale": "laptop", "seed": 0, "rows": [dict(kind="SNN-BP", setting="clean", n=300, fp32=53.7, bf16=53.0,
+                                                       difference=-0.7, low=-1.9, high=0.4, p_value=0.34, changed=6,
+                                                       equivalent=True, tost_p=1e-9, margin=3.0)]}
+    t = tables.precision_table(rep)
+    assert t.rows[0][:5] == ["SNN-BP", "clean", 300, "53.7%", "53.0%"] and t.rows[0][5] == "-0.7 [-1.9, +0.4]"
+    assert t.rows[0][8] == "yes (p = 1e-09)" and "±3 points" in t.columns[-1]
+    assert tables.precision_text(rep) == ("bf16 changes the majority-vote outcome of SNN-BP clean 6 of 300 images; the "
+                                          "widest 95 % interval of bf16 − fp32 is [-1.9, +0.4] points (SNN-BP, clean), "
+                                          "and 1 of 1 settings are equivalent to fp32 within ±3 points (TOST)")
+    with pytest.raises(FileNotFoundError, match="precision_json="):
+        tables.load_precision("no/such/file.json")
+
+
 def test_chapter_figures_draw_from_records():
     import matplotlib.pyplot as plt
     res = chapter_results()

@@ -500,3 +500,122 @@ def test_dropout_generator_is_used_when_set(vgg5):
     assert set(torch.unique(m1[1]).tolist()) <= {0.0, torch.tensor(1 / 0.7).item()}
     twin = snn.twin()  # a copy of the generator: the same next draws
     assert all(torch.equal(a, b) for a, b in zip(twin.dropout_masks(x), snn.dropout_masks(x)))
+
+
+# ------------------------------------------------------------------ precision (bf16 option)
+@pytest.fixture(scope="module")
+def calibrated(vgg5):
+    from snnlib.bench.compare import calibrate_thresholds
+    return calibrate_thresholds(vgg5, seed=0)
+
+
+def test_bf16_precision_runs_the_layers_in_bf16_with_float32_membranes_and_readout(vgg5, calibrated):
+    fp = SpikingVGG(vgg5, calibrated, T=12, leak=0.99, delay=False).eval()
+    bf = fp.twin(precision="bf16")
+    seen = []
+    hook = bf.neurons[1].register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out[0].dtype,
+                                                                                out[1].u.dtype)))
+    x = _x(4)
+    with torch.no_grad():
+        a, b = fp(x), bf(x)
+    hook.remove()
+    assert seen == [(torch.bfloat16, torch.bfloat16, torch.float32)] and b.dtype == torch.float32
+    assert a.abs().sum() > 0 and not torch.equal(a, b)          # a deviation, not the same numbers ...
+    fp.record = bf.record = True
+    with torch.no_grad():
+        fp(x), bf(x)
+    fp.record = bf.record = False
+    counts = [(float(ra.sum()) * 12, float(rb.sum()) * 12) for ra, rb in zip(fp.last_rates, bf.last_rates)]
+    assert all(rb.dtype == torch.float32 for rb in bf.last_rates)
+    for na, nb in counts:                                        # ... but few spikes move (bf16: 8 significant bits)
+        assert abs(nb - na) <= 0.05 * max(na, 500.0), counts
+    assert abs(sum(nb for _, nb in counts) / sum(na for na, _ in counts) - 1) < 0.01, counts
+    assert fp.config().get("precision") is None and bf.config()["precision"] == "bf16"
+    assert bf.twin().precision == "bf16" and fp.precision == "fp32"
+
+
+def test_bf16_chunked_inference_equals_one_shot_and_gradients_follow_fp32(vgg5, calibrated):
+    bf = SpikingVGG(vgg5, calibrated, T=12, leak=0.99, delay=False, precision="bf16").eval()
+    chunked = bf.twin(time_chunk=5)
+    x = _x(3, seed=1)
+    with torch.no_grad():
+        assert torch.equal(bf(x), chunked(x))                     # pieces with carried membranes: the same bits
+    grads = []
+    for model in (bf, bf.twin(precision="fp32")):
+        xx = x.clone().requires_grad_()
+        model.encoder.reseed(0)
+        torch.nn.functional.cross_entropy(model(xx), torch.tensor([1, 2, 3])).backward()
+        grads.append(xx.grad.flatten())
+    assert grads[0].dtype == torch.float32 and grads[0].abs().sum() > 0
+    assert float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)) > 0.9
+
+
+@pytest.mark.parametrize("bad", ["fp16", "float32", None, 16])
+def test_unknown_precision_is_refused_with_the_choices(vgg5, bad):
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\)"):
+        SpikingVGG(vgg5, [1.0] * 5, T=8, precision=bad)
+
+
+@pytest.mark.parametrize("mode", ["bptt", "algorithm1"])
+def test_attack_gradients_of_a_bf16_model_follow_fp32(vgg5, calibrated, mode):
+    from snnlib.attacks.gradients import gradient
+    fp = SpikingVGG(vgg5, calibrated, T=12, leak=0.99).eval()
+    x, y = _x(3, seed=2), torch.tensor([4, 5, 6])
+    grads = []
+    for model in (fp, fp.twin(precision="bf16")):
+        model.encoder.reseed(0)
+        g, _ = gradient(model, x, y, mode=mode)
+        grads.append(g.flatten())
+    assert grads[1].dtype == torch.float32 and grads[1].abs().sum() > 0
+    assert float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)) > 0.9
+
+
+# ------------------------------------------------------------------ activation checkpointing over time
+def test_checkpointed_time_pieces_give_the_whole_sequence_gradients():
+    """grad_time_chunk: the sequence in checkpointed pieces, membranes carried across (and the gradient back
+    through them); in float64 the logits, the input gradient and the weight gradients are those of one piece, with
+    dropout masks (train mode) too."""
+    net = build_ann("vgg5", seed=0).double()
+    whole = SpikingVGG(net, [1.0, 0.5, 0.5, 0.2, 0.2], T=14, leak=0.99, encoder=PoissonEncoder(seed=3)).double()
+    pieces = whole.twin(grad_time_chunk=4)
+    x = _x(2).double()
+    y = torch.tensor([1, 2])
+    for train in (False, True):
+        got = []
+        for model in (whole, pieces):
+            model.train(train)
+            model.encoder.reseed(3)
+            model.dropout_generator = torch.Generator().manual_seed(8)
+            xx = x.clone().requires_grad_()
+            for p in net.parameters():
+                p.grad = None
+            out = model(xx)
+            torch.nn.functional.cross_entropy(out, y).backward()
+            got.append((out.detach(), xx.grad, net.features[0].weight.grad.clone(), net.output.weight.grad.clone()))
+        assert pieces.checkpoints_time(14) and not whole.checkpoints_time(14)
+        assert got[0][1].abs().sum() > 0 and got[0][2].abs().sum() > 0
+        for a, b in zip(*got):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        assert not pieces.checkpoints_time(14)            # inference has its own pieces (time_chunk)
+    assert not pieces.checkpoints_time(4)
+
+
+def test_algorithm1_of_a_checkpointed_model_is_the_bptt_gradient():
+    from snnlib.attacks.gradients import gradient
+    net = build_ann("vgg5", seed=0).double()
+    model = SpikingVGG(net, [1.0, 0.5, 0.5, 0.2, 0.2], T=10, leak=0.99, encoder=PoissonEncoder(seed=1)).double().eval()
+    x, y = _x(2).double(), torch.tensor([3, 4])
+    model.encoder.reseed(1)
+    ref, _ = gradient(model, x, y, mode="algorithm1")
+    chunked = model.twin(grad_time_chunk=3)
+    chunked.encoder.reseed(1)
+    got, _ = gradient(chunked, x, y, mode="algorithm1")
+    assert ref.abs().sum() > 0 and chunked.first_current is None
+    torch.testing.assert_close(got, ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
+def test_grad_time_chunk_validated(vgg5, bad):
+    with pytest.raises(ValueError, match="grad_time_chunk must be None or an int >= 1"):
+        SpikingVGG(vgg5, [1.0] * 5, T=8, grad_time_chunk=bad)

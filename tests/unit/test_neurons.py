@@ -384,3 +384,39 @@ def test_from_params_and_params_round_trip():
     x = torch.rand(5, 2, 3)
     assert torch.equal(m(x)[0], lif_sequence(x, None, q)[0])
     assert m.state_dict().keys() == {"threshold"}
+
+
+# ------------------------------------------------------------------ mixed precision
+@pytest.mark.parametrize("backend, delay, reset", [("eager", True, "subtract"), ("eager", False, "subtract"),
+                                                   ("eager", True, "zero"), ("compile", False, "subtract")])
+def test_bf16_currents_integrate_in_a_float32_membrane(backend, delay, reset):
+    """A bf16 current is integrated in a float32 membrane: exactly the spikes (and BPTT gradients) of the float32
+    neuron fed the same bf16-rounded currents, the spikes in bf16 for the next bf16 layer.  (A bf16 membrane keeps
+    8 significant bits and would drift.)"""
+    from snnlib.neurons import membrane_dtype
+
+    g = torch.Generator().manual_seed(3)
+    cur16 = (torch.randn(24, 3, 40, generator=g) * 0.6).bfloat16()
+    params = LIFParameters(0.8, 0.97, reset, delay, "linear")
+    ref, ref_state = lif_sequence(cur16.float(), None, params, backend=backend)
+    s16, state16 = lif_sequence(cur16, None, params, backend=backend)
+    assert s16.dtype == torch.bfloat16 and state16.u.dtype == torch.float32
+    assert torch.equal(s16.float(), ref) and torch.equal(state16.u, ref_state.u) and ref.sum() > 0
+    a = cur16.clone().requires_grad_()
+    b = cur16.float().requires_grad_()
+    w = torch.randn(ref.shape, generator=g).bfloat16().float()   # the spikes' gradient arrives in their dtype
+    (lif_sequence(a, None, params, backend=backend)[0].float() * w).sum().backward()
+    (lif_sequence(b, None, params, backend=backend)[0] * w).sum().backward()
+    assert a.grad.dtype == torch.bfloat16 and torch.equal(a.grad, b.grad.bfloat16()) and b.grad.abs().sum() > 0
+    assert membrane_dtype(torch.bfloat16) == membrane_dtype(torch.float16) == torch.float32
+    assert membrane_dtype(torch.float64) == torch.float64
+
+
+def test_a_bf16_threshold_is_not_rounded_to_bf16():
+    """Next to 0.703125 bf16 steps by 2**-8: thresholds 0.7031 and 0.7032 both round to it in bf16, where neither
+    would fire on a current of 0.703125; the float32 membrane fires against the first and not the second."""
+    cur = torch.full((1, 1, 1), 0.703125).bfloat16()
+    assert float(cur) == 0.703125 and float(torch.tensor(0.7031).bfloat16()) == 0.703125
+    fired = [lif_sequence(cur, None, LIFParameters(th, 1.0, "subtract", False, "linear"), backend="eager")[0].item()
+             for th in (0.7031, 0.7032)]
+    assert fired == [1.0, 0.0]
