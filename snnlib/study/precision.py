@@ -98,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--json", default=None, help="write the result to this JSON file")
     a = ap.parse_args(argv)
     try:
-        params = load_profile(a.profile)["notebooks"][NOTEBOOK]
+        params = dict(load_profile(a.profile)["notebooks"][NOTEBOOK], profile=a.profile)
     except ProfileError as exc:
         print(f"python -m snnlib.study.precision: {exc}", file=sys.stderr)
         return 2

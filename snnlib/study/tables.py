@@ -564,8 +564,8 @@ def bench_bf16_text(report: Mapping[str, Any]) -> str:
     if not inf and not bp:
         if report["machine"].get("bf16_native") is False:
             return "This comparison did not time the bf16 option: the CPU has no native bf16 (it would be emulated)."
-        return ("The comparison shown predates the bf16 option, so it has no bf16 row; `python -m snnlib.bench "
-                "--compare` times it next to the others where the CPU computes bf16 natively.")
+        return ("The comparison shown predates the bf16 option, so it has no bf16 row; python -m snnlib.bench "
+                "--compare times it next to the others where the CPU computes bf16 natively.")
     parts = []
     for name, part, need_mem in (("inference", inf, 1.0), ("BPTT", bp, 0.6)):
         if part:
