@@ -18,6 +18,7 @@ lazily: ``pip install torchattacks``) on snnlib ANNs and SNNs with snnlib's conv
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 import math
@@ -99,9 +100,9 @@ class TorchattacksAttack(Attack):
         """torchattacks' seed for the current batch: ``derive_seed(seed, "attack.noise", batch_index)``."""
         return derive_seed(self.seed, ATTACK_NOISE, getattr(self, "batch_index", 0))
 
+    @abc.abstractmethod
     def build(self, forward: nn.Module, seed: int):
-        """The torchattacks attack object over ``forward`` with torchattacks' ``seed``."""
-        raise NotImplementedError
+        """The torchattacks attack object over ``forward`` with torchattacks' ``seed`` (each wrapper defines it)."""
 
     def run(self, ta_attack, x: Tensor, y: Tensor) -> Tensor:
         """Run the torchattacks object on one batch (default: its ``__call__``)."""

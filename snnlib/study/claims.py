@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from scipy import stats as sps
 
 from ..robustness.outcomes import Outcomes
 from ..stats import (Accuracy, PairedTable, above_chance, compare_paired_table, equivalence_from_table, holm,
@@ -742,7 +743,7 @@ def layer_attenuation(leak) -> Dict[str, Dict[str, Any]]:
     if "ANN" not in images:
         return {}
     ann = _normalised(images["ANN"])
-    z = 1.959963984540054 + 0.8416212335729143            # alpha 0.05 two-sided, power 0.8
+    z = float(sps.norm.ppf(0.975) + sps.norm.ppf(POWER))   # alpha 0.05 two-sided, the claims' power
     out = {}
     for label, imgs in images.items():
         if label == "ANN":

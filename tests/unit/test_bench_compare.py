@@ -119,11 +119,8 @@ def test_plain_baseline_detects_a_different_network():
 
 def test_compare_summary_reports_the_fastest_peer_and_the_plain_baseline():
     from snnlib.bench.throughput import compare_summary
-
-    def res(system, rate, peak):
-        return dict(system=system, rate=rate, peak_mb=peak)
-    run = dict(mode="infer", T=8, results=[res("snnlib", 300.0, 100.0), res("plain", 200.0, 80.0),
-                                           res("snntorch", 100.0, 150.0), res("spikingjelly", 150.0, 120.0)])
+    run = dict(mode="infer", T=8, results=[_res("snnlib", 300.0, 100.0), _res("plain", 200.0, 80.0),
+                                           _res("snntorch", 100.0, 150.0), _res("spikingjelly", 150.0, 120.0)])
     (row,) = compare_summary(dict(runs=[run]))["rows"]
     assert row["best_other"] == "spikingjelly" and row["speedup"] == pytest.approx(2.0)
     assert row["plain_speedup"] == pytest.approx(1.5)
@@ -132,11 +129,8 @@ def test_compare_summary_reports_the_fastest_peer_and_the_plain_baseline():
 
 def test_compare_summary_keeps_snnlib_bf16_out_of_the_peers_and_reports_it():
     from snnlib.bench.throughput import compare_summary
-
-    def res(system, rate, peak):
-        return dict(system=system, rate=rate, peak_mb=peak)
-    run = dict(mode="bptt", T=8, results=[res("snnlib", 300.0, 100.0), res("snnlib_bf16", 600.0, 50.0),
-                                          res("plain", 200.0, 80.0), res("snntorch", 100.0, 150.0)])
+    run = dict(mode="bptt", T=8, results=[_res("snnlib", 300.0, 100.0), _res("snnlib_bf16", 600.0, 50.0),
+                                          _res("plain", 200.0, 80.0), _res("snntorch", 100.0, 150.0)])
     (row,) = compare_summary(dict(runs=[run]))["rows"]
     assert row["best_other"] == "snntorch" and row["speedup"] == pytest.approx(3.0)      # bf16 is not a peer
     assert row["leanest_other"] == "plain" and row["mem_ratio"] == pytest.approx(100 / 80)
@@ -154,3 +148,7 @@ def test_bf16_check_bounds_the_spikes_that_move():
     assert r["ok"] and max(r["count_change"]) <= r["max_count_change"] and sum(r["counts_fp32"]) > 0
     assert r["counts_bf16"] != r["counts_fp32"]                 # bf16 is a deviation: some spikes do move
     assert not compare.check_bf16(max_count_change=0.0)["ok"]
+
+
+def _res(system, rate, peak):
+    return dict(system=system, rate=rate, peak_mb=peak)
