@@ -181,3 +181,11 @@ def test_parameters_cell_is_parsed_by_papermill(nb, caplog):
     assert "Unable to parse" not in caplog.text
     assert {p.name for p in found} == {"profile", "results_dir",
                                        *P.notebook_params("smoke", nb)}
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
+def test_attack_batch_is_refused_unless_a_positive_integer_or_null(bad):
+    with pytest.raises(ProfileError, match=r"attack_batch.*allowed: an integer >= 1 or null"):
+        load_profile("smoke", {"attack_batch": bad})
+    assert load_profile("laptop")["notebooks"]["05_attack_source"]["attack_batch"] == 100
+    assert load_profile("smoke", {"attack_batch": None})["notebooks"]["05_attack_source"]["attack_batch"] is None
