@@ -39,7 +39,7 @@ from .cache import ArtifactCache
 from .claims import PAPER_TABLE_I
 from .formatting import format_percent
 from .pipeline import ModelSet, build_models, resolve_device
-from .profiles import KNOWN_PARAMS, ProfileError, validate_overrides
+from .profiles import KNOWN_PARAMS, ProfileError, main_eps, validate_overrides  # noqa: F401 (main_eps: the notebooks' E.main_eps)
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
                       CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
                       LeakResults, LeakRow, MaskingReport, ModelsResults, PerturbationImages, StageRow, SummaryFile,
@@ -191,11 +191,15 @@ class Context:
             return torch.as_tensor(self.attack_split.indices[: len(self.y)]).long()
         return torch.arange(len(self.y))
 
-    def scale_note(self) -> str:
+    def scale_note(self, images: Optional[int] = None) -> str:
+        """The figures' scale note: profile, data, attacked images, draws, training and intervals.  images: a
+        figure that uses only the first ``images`` attack images (None: all of them)."""
         p = self.params
-        sample = (f"attacks on the first {len(self.y)} of them" if p.get("sample_seed") is None else
-                  f"attacks on a random sample of {len(self.y)} of them (sample seed {p['sample_seed']})")
-        if p.get("snn_conv_images") is not None and p["snn_conv_images"] < len(self.y):
+        n = len(self.y) if images is None else min(int(images), len(self.y))
+        sample = (f"attacks on the first {n} of them" if p.get("sample_seed") is None else
+                  f"attacks on a random sample of {len(self.y)} of them (sample seed {p['sample_seed']})"
+                  + (f", the first {n} of it" if n < len(self.y) else ""))
+        if p.get("snn_conv_images") is not None and p["snn_conv_images"] < n:
             sample += f" (cells with SNN-conv: the first {p['snn_conv_images']} of these)"
         return (f"profile '{p['profile']}', {self.test.describe()}; {sample}; "
                 f"each scored over {p.get('eval_draws', 1)} Poisson draw(s) (majority vote); "
@@ -400,15 +404,17 @@ class _Precrafted(Attack):
 
 def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: float, *,
                   zero_grad_check: Optional[bool] = None, x: Optional[Tensor] = None, y: Optional[Tensor] = None,
-                  **attack_kw) -> AttackRecord:
+                  max_images: Optional[int] = None, **attack_kw) -> AttackRecord:
     """One robustness number: ``attack_name`` at eps_255/255 crafted on ``pair.source``, scored on ``pair.target``.
 
-    x, y: images (N, 3, 32, 32) in [0, 1] and labels (default: the chapter's attack images).  zero_grad_check:
-    measure the share of zero source gradients (default: for white-box pairs only).  The crafted examples are
-    cached.
+    x, y: images (N, 3, 32, 32) in [0, 1] and labels (default: the chapter's attack images, the leading
+    :func:`images_for` the pair's kinds, at most ``max_images``).  zero_grad_check: measure the share of zero
+    source gradients (default: for white-box pairs only).  The crafted examples are cached.
     """
     own_images = x is None
-    n = images_for(ctx, pair.source_kind, pair.target_name) if own_images else None
+    if not own_images and max_images is not None:
+        raise ValueError("max_images limits the chapter's own attack images; pass it without x and y")
+    n = images_for(ctx, pair.source_kind, pair.target_name, limit=max_images) if own_images else None
     x = ctx.x[:n] if x is None else x
     y = ctx.y[:n] if y is None else y
     ids = ctx.attack_ids()[:n] if own_images else None
@@ -424,12 +430,17 @@ def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: flo
     return AttackRecord.from_result(res, attack_name, whitebox=pair.is_whitebox)
 
 
-def images_for(ctx: Context, *kinds: str) -> int:
+def images_for(ctx: Context, *kinds: str, limit: Optional[int] = None) -> int:
     """How many of the attack images (the leading ones of the seeded sample) a cell involving ``kinds`` uses: all
-    of them, or ``snn_conv_images`` when SNN-conv crafts or is scored (its long T makes each image expensive)."""
+    of them, or ``snn_conv_images`` when SNN-conv crafts or is scored (its long T makes each image expensive), and
+    at most ``limit`` (None: no further limit)."""
     n = len(ctx.y)
-    limit = ctx.params.get("snn_conv_images")
-    if limit is not None and "SNN-conv" in kinds:
+    conv = ctx.params.get("snn_conv_images")
+    if conv is not None and "SNN-conv" in kinds:
+        n = min(n, int(conv))
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"limit must be a positive number of images or None, got {limit!r}")
         n = min(n, int(limit))
     return n
 
@@ -448,12 +459,6 @@ def eps_sweep(ctx: Context, pair: AttackPair, attack_name: str, eps_list: Sequen
               **kw) -> List[AttackRecord]:
     """:func:`attack_result` for every epsilon in eps_list (in /255)."""
     return [attack_result(ctx, pair, attack_name, e, **kw) for e in eps_list]
-
-
-def main_eps(params: Mapping[str, Any]) -> float:
-    """The headline budget: 8/255 (the released code's default) when swept, else the middle of eps_list."""
-    eps = list(params["eps_list"])
-    return 8.0 if 8 in eps else float(sorted(eps)[len(eps) // 2])
 
 
 # ----------------------------------------------------------------------------------------------------- layers
@@ -623,14 +628,15 @@ def training_method_results(ctx: Context, log: Callable[[str], Any] = print) -> 
 
 
 def attack_source_results(ctx: Context, eps_255: float, attacks: Sequence[str] = ("FGSM", "PGD"),
-                          log: Callable[[str], Any] = print) -> AttackSourceResults:
+                          log: Callable[[str], Any] = print, max_images: Optional[int] = None
+                          ) -> AttackSourceResults:
     """Chapter 5: the source-by-target transfer matrix of every attack at eps_255, for every target seed of
     :func:`target_pairs`.
 
     Sources: the three target kinds (the diagonal is white-box) and the other seed's models ("<kind> (twin)");
     targets: the three kinds of the target seed.  Every cell is an :func:`attack_result` (examples from the
     artifact cache when another chapter crafted them; per-image outcomes; white-box cells carry their source's
-    zero-gradient share).
+    zero-gradient share) on :func:`images_for` its kinds, at most ``max_images`` (None: no further limit).
     """
     cells = []
     for tset, sset in target_pairs(ctx):
@@ -641,7 +647,7 @@ def attack_source_results(ctx: Context, eps_255: float, attacks: Sequence[str] =
                 for target_name, target in tset.kinds().items():
                     pair = AttackPair(source=model, source_name=name, source_set=ms, source_kind=kind,
                                       target=target, target_name=target_name)
-                    rec = attack_result(ctx, pair, attack_name, eps_255)
+                    rec = attack_result(ctx, pair, attack_name, eps_255, max_images=max_images)
                     cells.append(TransferCell(attack=attack_name.upper(), source=name, source_kind=kind,
                                               source_seed=ms.seed, target=target_name, result=rec,
                                               target_seed=tset.seed))

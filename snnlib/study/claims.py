@@ -36,12 +36,13 @@ from ..robustness.outcomes import Outcomes
 from ..stats import (Accuracy, PairedTable, above_chance, compare_paired_table, equivalence_from_table, holm,
                      mde_paired, paired_table, pooled_paired, trend_test)
 from .formatting import format_accuracy
-from .records import AttackRecord, ClaimRow, StudyResults, load_study
+from .records import AttackRecord, AttackSourceResults, ClaimRow, StudyResults, load_study
 
 __all__ = ["PAPER_TABLE_I", "VERDICTS", "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT_TESTABLE", "NOT_RUN",
            "VerdictRule", "VERDICT_RULES", "GUARDS", "PRIMARY", "NO_OUTCOMES", "CIFAR100_REASON", "DEFAULT_MARGIN",
            "DEFAULT_ALPHA", "POWER", "MAX_ZERO_GRAD", "Judgement", "judge_pair", "judge_sweep", "trend", "evaluate_claims", "count_verdicts",
-           "chance_level_models", "CLAIMS", "layer_attenuation", "MIN_PERTURBATION_IMAGES"]
+           "chance_level_models", "CLAIMS", "layer_attenuation", "MIN_PERTURBATION_IMAGES", "AttackComparison",
+           "FAMILY_COMPARISONS", "attack_family"]
 
 #: IJCNN 2019 Table I (VGG-9, full CIFAR-10): the paper's clean accuracies, in percent. Not measured here.
 PAPER_TABLE_I = {"ANN": 89.5, "SNN-conv": 85.6, "SNN-BP": 87.1}
@@ -646,8 +647,17 @@ def _c_wb(rule: str, kind_a: str, kind_b: str):
     return fn
 
 
-def _c_source(ctx: _Ctx) -> Judgement:
-    """E11: SNN-BP under ANN-crafted (A) vs SNN-crafted (B) twin PGD; the claim is A > B."""
+def _source_judgement(ctx: _Ctx, attack: str) -> Judgement:
+    """SNN-BP under ANN-crafted (A) vs SNN-crafted (B) twin ``attack`` of chapter 5; the claim is A > B."""
+    P = _source_paired(ctx, attack)
+    j = _pair_judgement("A more robust than B", P, ctx.margin, ctx.alpha)
+    j.text = (f"SNN-BP's accuracy under twin-crafted {attack} {ctx.S.attack_source.eps_255:g}/255 (chapter 5), "
+              f"A = ANN-crafted, B = SNN-crafted (claim: A > B): {j.text}")
+    return j
+
+
+def _source_paired(ctx: _Ctx, attack: str) -> _Paired:
+    """The paired outcomes of :func:`_source_judgement`."""
     src = ctx.S.attack_source
     if src is None:
         raise _NotRun("chapter 5 has not run")
@@ -655,18 +665,19 @@ def _c_source(ctx: _Ctx) -> Judgement:
     for seed in sorted({c.target_seed for c in src.cells if c.target == "SNN-BP"}):
         arms = {}
         for c in src.cells:
-            if (c.attack == "PGD" and c.target == "SNN-BP" and c.target_seed == seed and _is_twin(c)
+            if (c.attack == attack and c.target == "SNN-BP" and c.target_seed == seed and _is_twin(c)
                     and c.source_kind in ("ANN", "SNN-BP")):
                 arms[c.source_kind] = _arm(f"{c.source} → SNN-BP", c.result, _zero_grad(ctx.S, c.source_kind, seed))
         if len(arms) == 2:
             pairs[seed] = (arms["ANN"], arms["SNN-BP"])
     if not pairs:
-        raise _NotRun("chapter 5 has no twin-crafted PGD from the ANN and from SNN-BP on SNN-BP")
-    P = _paired(pairs, ctx.chance, ctx.alpha, names=("ANN-crafted", "SNN-crafted"))
-    j = _pair_judgement("A more robust than B", P, ctx.margin, ctx.alpha)
-    j.text = (f"SNN-BP's accuracy under twin-crafted PGD {src.eps_255:g}/255 (chapter 5), A = ANN-crafted, "
-              f"B = SNN-crafted (claim: A > B): {j.text}")
-    return j
+        raise _NotRun(f"chapter 5 has no twin-crafted {attack} from the ANN and from SNN-BP on SNN-BP")
+    return _paired(pairs, ctx.chance, ctx.alpha, names=("ANN-crafted", "SNN-crafted"))
+
+
+def _c_source(ctx: _Ctx) -> Judgement:
+    """E11: SNN-BP under ANN-crafted (A) vs SNN-crafted (B) twin PGD; the claim is A > B."""
+    return _source_judgement(ctx, "PGD")
 
 
 def _discretization_rows(ctx: _Ctx, kind: str, sweep: str):
@@ -952,6 +963,59 @@ CLAIMS: List[Tuple[str, str, str, str, Callable]] = [
     ("I3", "IJCNN 2019", "SNN-BP is more robust than SNN-conv in several white-box and black-box settings",
      "04_training_method", _c_bp_vs_conv),
 ]
+
+
+# ------------------------------------------------------------------------------------- per attack (chapter 5)
+@dataclass
+class AttackComparison:
+    """One of E2's and E11's comparisons repeated under one attack of chapter 5 (a secondary, descriptive test).
+
+    attack: the cells' name ("FGSM", "RFGSM", "BIM", "PGD"); comparison: what A and B are; measured: the two
+    accuracies, images and seeds; judgement: the paired test (None when not testable or not run, ``reason`` says
+    why); verdict: at the raw p (no multiplicity correction; the claims' verdicts use PGD and FGSM only).
+    """
+
+    attack: str
+    comparison: str
+    judgement: Optional[Judgement]
+    verdict: str
+    measured: str = ""
+    reason: str = ""
+
+
+#: the comparisons :func:`attack_family` repeats per attack: (label, claim the paper makes)
+FAMILY_COMPARISONS = (("SNN-BP (A) vs ANN (B), worst case over the twin-crafted transfers", "A > B (E1, E2)"),
+                      ("on SNN-BP: ANN-crafted (A) vs SNN-crafted (B) twin attack", "A > B (E11)"))
+
+
+def attack_family(results: AttackSourceResults, num_classes: int = 10, margin: float = DEFAULT_MARGIN,
+                  alpha: float = DEFAULT_ALPHA) -> List[AttackComparison]:
+    """E2's black-box comparison (SNN-BP vs the ANN under the per-image worst case over the twin-crafted
+    transfers) and E11's (ANN- vs SNN-crafted twin attacks on SNN-BP), repeated for every attack of chapter 5's
+    ``results`` (e.g. the IJCNN paper's R-FGSM and BIM next to FGSM and PGD), each on the images its cells share,
+    with the claims' guards and paired tests (McNemar at raw p: a check that the verdicts do not hang on the
+    attack chosen, not a claim of its own).
+    """
+    S = StudyResults(attack_source=results, num_classes=num_classes)
+    ctx = _Ctx(S, 1.0 / num_classes, float(margin), float(alpha))
+    out: List[AttackComparison] = []
+    for attack in results.attacks():
+        def blackbox() -> _Paired:
+            _, a = _blackbox_arms(S, "SNN-BP", attack, results.eps_255)
+            _, b = _blackbox_arms(S, "ANN", attack, results.eps_255)
+            return _paired(_pairs(a, b), ctx.chance, ctx.alpha)
+        for (label, _), paired in zip(FAMILY_COMPARISONS, (blackbox, lambda: _source_paired(ctx, attack))):
+            try:
+                P = paired()
+            except _NotRun as e:
+                out.append(AttackComparison(attack, label, None, NOT_RUN, reason=str(e)))
+                continue
+            except _NotTestable as e:
+                out.append(AttackComparison(attack, label, None, NOT_TESTABLE, reason=e.reason))
+                continue
+            j = _pair_judgement("A more robust than B", P, ctx.margin, ctx.alpha)
+            out.append(AttackComparison(attack, label, j, j.verdict(ctx.alpha), measured=P.text))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- the verdicts

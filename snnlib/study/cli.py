@@ -1042,8 +1042,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute the notebooks (or --dry-run to print the plan)",
                          description="Execute the book's notebooks with papermill.")
     run.add_argument("--profile", default="smoke",
-                     help="profile in snnlib/profiles.yaml: smoke (CI, minutes), laptop "
-                          "(2-core CPU, ~2.5 h), paper (GPU, many hours); default: smoke")
+                     help="profile in snnlib/study/profiles.yaml: smoke (CI, minutes), laptop "
+                          "(2-core CPU, ~5 h, resumable), paper (GPU, many hours); default: smoke")
     run.add_argument("--only", action="append", metavar="NOTEBOOK",
                      help="run only these notebooks (repeatable or comma-separated; "
                           "'02_discretization', 'discretization' or '02'); an empty value is an error")

@@ -6,7 +6,16 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 from ..stats import Accuracy
 
-__all__ = ["accuracy_fractions", "format_accuracy", "format_percent", "percent_with_errors", "format_duration"]
+__all__ = ["accuracy_fractions", "format_accuracy", "format_percent", "percent_with_errors", "format_duration",
+           "attack_label"]
+
+#: how the book names an attack whose results record stores it in upper case without punctuation
+ATTACK_LABELS = {"RFGSM": "R-FGSM"}
+
+
+def attack_label(name: str) -> str:
+    """The attack's name as the literature writes it: "RFGSM" -> "R-FGSM"; other names unchanged."""
+    return ATTACK_LABELS.get(name, name)
 
 AccuracyLike = Union[Accuracy, Mapping[str, Any]]
 

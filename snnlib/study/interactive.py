@@ -12,7 +12,7 @@ import hashlib
 import textwrap
 from typing import Mapping, Optional, Sequence, Tuple
 
-from .formatting import accuracy_fractions
+from .formatting import accuracy_fractions, attack_label
 from .records import KINDS, AttackSourceResults, TrainingMethodResults
 
 __all__ = ["InteractiveFigure", "lines", "heatmap", "transfer_matrix", "budget_curves", "plotly_js"]
@@ -123,7 +123,7 @@ def heatmap(matrix: Sequence[Sequence[object]], rows: Sequence[str], cols: Seque
 def transfer_matrix(results: AttackSourceResults, attack: str, note: Optional[str] = None) -> InteractiveFigure:
     """Chapter 5's source-by-target matrix under ``attack`` (rows: where the attack was crafted; columns: target)."""
     return heatmap(results.matrix(attack, KINDS), results.sources(), list(KINDS),
-                   f"{attack} at eps {results.eps_255:g}/255: accuracy of target", note)
+                   f"{attack_label(attack)} at eps {results.eps_255:g}/255: accuracy of target", note)
 
 
 def budget_curves(results: TrainingMethodResults, attack: str, note: Optional[str] = None) -> InteractiveFigure:

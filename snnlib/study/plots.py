@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .formatting import accuracy_fractions, percent_with_errors
+from .formatting import accuracy_fractions, attack_label, percent_with_errors
 from .records import (KINDS, AttackSourceResults, DiscretizationResults, GradientMaskingResults, MaskingReport,
                       ModelsResults, RobustnessRow, TrainingMethodResults, series)
 
@@ -195,7 +195,7 @@ def budget_lines(results: TrainingMethodResults, attack: str, note: Optional[str
 def transfer_heatmap(results: AttackSourceResults, attack: str, note: Optional[str] = None):
     """Accuracy of each target (columns) under ``attack`` crafted on each source (rows)."""
     return heatmap(results.matrix(attack, KINDS), results.sources(), list(KINDS),
-                   f"{attack} at eps {results.eps_255:g}/255: accuracy of target", note)
+                   f"{attack_label(attack)} at eps {results.eps_255:g}/255: accuracy of target", note)
 
 
 def attack_bars(report: MaskingReport, note: Optional[str] = None):

@@ -327,6 +327,12 @@ _PARAM_LIST = [
        "images an attack crafts at once (null: all attack images in one batch); BPTT memory grows with it x T; the "
        "examples are those of one batch (the random start continues one stream, the source's spikes are drawn per "
        "image) up to float rounding", _optional(_int_check(1)), ["05_attack_source"]),
+    _p("other_attacks", "list[str]", "a list (possibly empty) of distinct names among 'rfgsm', 'bim'",
+       "the IJCNN paper's other attacks (R-FGSM, BIM), run next to FGSM and PGD on other_attack_images images",
+       _list_check(_choice_check("rfgsm", "bim"), min_len=0, unique=True), ["05_attack_source"]),
+    _p("other_attack_images", "int|null", "an integer >= 1 or null",
+       "images the other_attacks use, the leading part of the attack images (cells with SNN-conv: at most "
+       "snn_conv_images); null uses as many as FGSM and PGD", _optional(_int_check(1)), ["05_attack_source"]),
     _p("eot_samples", "int", "an integer >= 1",
        "Expectation-over-Transformation samples per gradient", _int_check(1),
        ["06_gradient_masking"]),
@@ -730,6 +736,13 @@ def training_cost_units(p: Mapping[str, Any]) -> float:
     return 2.0 * (ann + balance + bp)
 
 
+def main_eps(params: Mapping[str, Any]) -> float:
+    """The headline budget in 1/255 units: 8 (the released code's default) when swept, else the middle of
+    eps_list."""
+    eps = list(params["eps_list"])
+    return 8.0 if 8 in eps else float(sorted(eps)[len(eps) // 2])
+
+
 def cost_units(nb: str, p: Mapping[str, Any]) -> float:
     """A rough cost of notebook ``nb`` under parameters ``p``, in units of one image through the network for one
     timestep (an ANN forward pass is 1, an SNN's at T timesteps T, a backward pass twice its forward).
@@ -767,7 +780,15 @@ def cost_units(nb: str, p: Mapping[str, Any]) -> float:
     if nb == "04_training_method":
         return targets * 2 * E * sum(n * f * (3 + 3 * S + 2 * D) for f, n in kinds)
     if nb == "05_attack_source":
-        return targets * 2 * sum(n * f * (3 + 3 * S + 6 * D) for f, n in kinds)
+        main = targets * 2 * sum(n * f * (3 + 3 * S + 6 * D) for f, n in kinds)
+        limit = p.get("other_attack_images")
+        from ..attacks.bim import kurakin_steps
+        steps = sum(1.0 if a == "rfgsm" else float(kurakin_steps(main_eps(p) / 255.0))
+                    for a in p.get("other_attacks") or [])
+        if not steps:
+            return main
+        others = [(f, n if limit is None else min(n, float(limit))) for f, n in kinds]
+        return main + targets * 2 * sum(n * f * (3 * steps + 3 * D * len(p["other_attacks"])) for f, n in others)
     if nb == "06_gradient_masking":
         n = float(p["adaptive_images"])
         L, R, eot = float(p["long_pgd_steps"]), float(p["restarts"]), float(p["eot_samples"])

@@ -287,10 +287,24 @@ class TransferCell:
 
 @dataclass
 class AttackSourceResults:
-    """Chapter 05_attack_source: the source-by-target transfer matrices of FGSM and PGD at eps_255."""
+    """Chapter 05_attack_source: the source-by-target transfer matrices of FGSM and PGD (and of the IJCNN paper's
+    other attacks, R-FGSM and BIM, where run) at eps_255."""
 
     cells: List[TransferCell]
     eps_255: float
+
+    def attacks(self) -> List[str]:
+        """Attack names (upper case, e.g. "PGD", "RFGSM") in the order measured."""
+        return list(dict.fromkeys(c.attack for c in self.cells))
+
+    def merged(self, other: "AttackSourceResults") -> "AttackSourceResults":
+        """These cells followed by ``other``'s (same budget; an attack may not be in both)."""
+        if float(other.eps_255) != float(self.eps_255):
+            raise ValueError(f"cannot merge results at {self.eps_255:g}/255 and {other.eps_255:g}/255")
+        both = set(self.attacks()) & set(other.attacks())
+        if both:
+            raise ValueError(f"both results hold {sorted(both)}; merge results of different attacks")
+        return AttackSourceResults(cells=list(self.cells) + list(other.cells), eps_255=self.eps_255)
 
     def sources(self) -> List[str]:
         """Source names in the order measured."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..stats import accuracy_from_counts
-from .formatting import format_accuracy, format_duration
+from .formatting import attack_label, format_accuracy, format_duration
 from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
 
@@ -26,7 +26,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
            "provenance_table", "models_glue",
-           "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue",
+           "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
            "precision_table", "precision_text"]
@@ -274,15 +274,38 @@ def training_method_glue(results: TrainingMethodResults, eps_255: float) -> Dict
 
 
 # ------------------------------------------------------------------------------------------------- chapter 5
-def attack_source_glue(results: AttackSourceResults) -> Dict[str, Any]:
-    """eps, and SNN-BP's PGD accuracy crafted on the twin ANN, the twin SNN-BP and on itself."""
+def attack_source_glue(results: AttackSourceResults, other: Optional[AttackSourceResults] = None) -> Dict[str, Any]:
+    """eps, SNN-BP's PGD accuracy crafted on the twin ANN, the twin SNN-BP and on itself, and (with ``other``,
+    the results of the other attacks) ``other_images``: how many images their cells use ("200 images")."""
     out: Dict[str, Any] = {"eps": f"{results.eps_255:g}/255"}
+    if other is not None:
+        sizes = sorted({int(c.result.adversarial.total) for c in other.cells})
+        out["other_images"] = ("not run" if not sizes else f"{sizes[0]} images" if len(sizes) == 1 else
+                               f"{sizes[0]}–{sizes[-1]} images")
     for source, key in (("ANN (twin)", "bp_from_ann"), ("SNN-BP (twin)", "bp_from_snn"), ("SNN-BP", "bp_from_self")):
         acc = results.adversarial("PGD", source, "SNN-BP")
         if acc is None:
             raise ValueError(f"05_attack_source has no PGD cell from {source!r} to 'SNN-BP'")
         out[key] = format_accuracy(acc)
     return out
+
+
+def attack_family_table(comparisons: Sequence[Any]) -> Table:
+    """Chapter 5's comparisons per attack (:func:`snnlib.study.claims.attack_family`): attack, comparison, what
+    was measured (accuracies and images), A − B in points with its 95 % interval, McNemar p (raw), MDE (points,
+    80 % power), images and the verdict at the raw p; a comparison that could not be made says why."""
+    out = []
+    for c in comparisons:
+        j = c.judgement
+        if j is None:
+            out.append([attack_label(c.attack), c.comparison, c.reason, "", "", "", "",
+                        VERDICT_BADGES.get(c.verdict, c.verdict)])
+            continue
+        effect = f"{_signed(j.effect)} [{_signed(j.ci_low)}, {_signed(j.ci_high)}]"
+        out.append([attack_label(c.attack), c.comparison, c.measured, effect, _p_text(j.p_value),
+                    "" if j.mde is None else f"{j.mde:.1f}", j.n_images, VERDICT_BADGES.get(c.verdict, c.verdict)])
+    return Table(out, ["attack", "comparison", "measured", "A − B, points [95% CI]", "McNemar p (raw)",
+                       "MDE (points)", "n", "verdict (raw p)"], "", ["l"] * 3 + ["r"] * 4 + ["l"])
 
 
 # ------------------------------------------------------------------------------------------------- chapter 6

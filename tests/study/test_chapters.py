@@ -144,6 +144,33 @@ def test_both_target_seeds_give_two_replicates(tiny_ctx):
         assert (c.source_seed != c.target_seed) == c.source.endswith(" (twin)")
 
 
+def test_other_attacks_use_the_leading_images_and_agree_with_the_full_cells(tiny_ctx):
+    """max_images (chapter 5's other_attacks): every cell on the first k attack images, SNN-conv cells on at most
+    snn_conv_images; the image ids are the leading ones, and the outcomes are those of attacking those images."""
+    tiny_ctx.params["snn_conv_images"] = 2
+    try:
+        res = E.attack_source_results(tiny_ctx, 8, attacks=("BIM",), log=lambda s: None, max_images=3)
+        assert E.images_for(tiny_ctx, "ANN", "SNN-BP", limit=3) == 3
+        assert E.images_for(tiny_ctx, "SNN-conv", limit=3) == 2 == E.images_for(tiny_ctx, "SNN-conv")
+        with pytest.raises(ValueError, match="positive"):
+            E.images_for(tiny_ctx, "ANN", limit=0)
+    finally:
+        tiny_ctx.params.pop("snn_conv_images")
+    assert res.attacks() == ["BIM"] and len(res.cells) == 18
+    for c in res.cells:
+        n = 2 if "SNN-conv" in (c.source_kind, c.target) else 3
+        ids = c.result.outcomes["adversarial"].image_ids
+        assert c.result.adversarial.total == n and list(ids) == list(range(n)), (c.source, c.target)
+    ms = tiny_ctx.target
+    pair = E.AttackPair(source=ms.ann, source_name="ANN", source_set=ms, source_kind="ANN", target=ms.snn_bp,
+                        target_name="SNN-BP")
+    direct = E.attack_result(tiny_ctx, pair, "bim", 8, x=tiny_ctx.x[:3], y=tiny_ctx.y[:3])
+    cell = next(c for c in res.cells if c.source == "ANN" and c.target == "SNN-BP")
+    assert direct.adversarial == cell.result.adversarial
+    with pytest.raises(ValueError, match="max_images"):
+        E.attack_result(tiny_ctx, pair, "bim", 8, x=tiny_ctx.x[:3], y=tiny_ctx.y[:3], max_images=2)
+
+
 def test_outcomes_use_the_evaluation_stream_not_the_attacks(tiny_ctx):
     """Changing only the attack seed changes the crafted images, never the clean outcomes."""
     ms = tiny_ctx.target
