@@ -47,23 +47,28 @@ def forward_flops(net: nn.Module, image_shape: Sequence[int] = (3, 32, 32)) -> i
     return 2 * int(sum(macs))
 
 
-def matmul_gflops(n: int = 1024, seconds: float = 1.0, threads: Optional[int] = None) -> float:
+def matmul_gflops(n: int = 1024, seconds: float = 1.0, threads: Optional[int] = None, device: str = "cpu") -> float:
     """Measured fp32 GFLOP/s of an n x n by n x n ``torch.mm`` (2 n^3 FLOPs each), repeated for about ``seconds``
-    after one warm-up; ``threads``: torch threads for the measurement (default: the current setting)."""
+    after one warm-up; ``threads``: torch threads for the measurement (default: the current setting); ``device``:
+    "cpu" or "cuda" (on a GPU each product is waited for, and TF32 stays off as torch's default leaves it)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (matrix size) must be an int >= 1, got {n!r}")
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
         g = torch.Generator().manual_seed(0)
-        a, b = torch.rand(n, n, generator=g), torch.rand(n, n, generator=g)
+        a, b = torch.rand(n, n, generator=g).to(dev), torch.rand(n, n, generator=g).to(dev)
         torch.mm(a, b)
+        sync()
         count, t0 = 0, time.perf_counter()
         while True:
             torch.mm(a, b)
+            sync()
             count += 1
             dt = time.perf_counter() - t0
             if dt >= seconds:

@@ -1,4 +1,4 @@
-"""CPU throughput benchmark of the snnlib models: ``python -m snnlib.bench``.
+"""Throughput benchmark of the snnlib models on the CPU (or a CUDA GPU, ``--device cuda``): ``python -m snnlib.bench``.
 
 Measures, for one architecture (VGG5 by default) on this machine:
 
@@ -39,8 +39,11 @@ from typing import Dict, List, Optional
 
 from ..machine import cpu_name, load_average
 
-__all__ = ["MODES", "measure", "run_benchmarks", "machine_info", "format_table", "main",
+__all__ = ["MODES", "DEVICES", "check_device", "measure", "run_benchmarks", "machine_info", "format_table", "main",
            "compare_benchmarks", "measure_compare", "format_compare"]
+
+#: where the benchmarks run: this machine's CPU, or its first CUDA GPU
+DEVICES = ("cpu", "cuda")
 
 #: mode -> (description, unit)
 MODES: Dict[str, tuple] = {
@@ -70,24 +73,51 @@ def _peak_rss_bytes() -> int:
     return int(peak) * (1 if sys.platform == "darwin" else 1024)
 
 
-def machine_info(threads: Optional[int] = None) -> dict:
-    """The bench report's machine fields: torch, python, threads, cpu (name), cpus (count), load (1/5/15 min)."""
+def check_device(device: str):
+    """The torch.device of a ``--device`` value ("cpu" or "cuda"); a clear error for anything else or when this
+    machine has no CUDA GPU."""
     import torch
-    return dict(torch=torch.__version__, python=platform.python_version(),
-                threads=int(threads if threads is not None else torch.get_num_threads()),
-                cpu=cpu_name(), cpus=os.cpu_count(), load=load_average())
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU here "
+                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu")
+    return torch.device(device)
+
+
+def _sync(dev) -> None:
+    """Wait for the GPU's queued work (a no-op on the CPU), so that a timer measures the work, not its launch."""
+    if dev.type == "cuda":
+        import torch
+        torch.cuda.synchronize(dev)
+
+
+def machine_info(threads: Optional[int] = None, device: str = "cpu") -> dict:
+    """The bench report's machine fields: torch, python, threads, cpu (name), cpus (count), load (1/5/15 min),
+    device, and on a GPU its name, memory (GB) and CUDA version."""
+    import torch
+    out = dict(torch=torch.__version__, python=platform.python_version(),
+               threads=int(threads if threads is not None else torch.get_num_threads()),
+               cpu=cpu_name(), cpus=os.cpu_count(), load=load_average(), device=device)
+    if device == "cuda":
+        dev = check_device(device)
+        prop = torch.cuda.get_device_properties(dev)
+        out.update(gpu=prop.name, gpu_memory_gb=round(prop.total_memory / 1e9, 1), cuda=torch.version.cuda)
+    return out
 
 
 def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, threads: Optional[int] = None,
             seconds: float = 4.0, min_iters: int = 3, warmup: Optional[int] = None, seed: int = 0,
             lif_backend: Optional[str] = None, precision: str = "fp32",
-            grad_time_chunk: Optional[int] = None) -> dict:
+            grad_time_chunk: Optional[int] = None, device: str = "cpu") -> dict:
     """Time one mode in the current process; returns {mode, rate, unit, iters, seconds, rss/peak in MB, ...}.
 
     lif_backend: ``snnlib.neurons.set_lif_backend`` setting for the SNN modes (None = leave as is); its one-off
     compilation, if any, happens in the warm-up and is reported as ``warmup_s``.
     precision: ``SpikingVGG``'s arithmetic for the SNN modes, "fp32" or "bf16" (the ANN modes stay fp32);
     grad_time_chunk: ``SpikingVGG``'s checkpointed time pieces for the gradient modes (None: the whole sequence).
+    device: "cpu" or "cuda" (model and data on the GPU, every step timed to its end, ``gpu_peak_mb`` the GPU
+    memory the timed steps allocated at most above what was allocated before them).
     """
     import torch
     import torch.nn.functional as F
@@ -101,17 +131,18 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
 
     if mode not in MODES:
         raise ValueError(f"unknown benchmark mode {mode!r}; choose from {sorted(MODES)}")
+    dev = check_device(device)
     if threads is not None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     net = build_ann(model, seed=seed)
-    x = torch.rand(batch, 3, 32, 32)
-    y = torch.randint(0, net.num_classes, (batch,))
+    x = torch.rand(batch, 3, 32, 32).to(dev)
+    y = torch.randint(0, net.num_classes, (batch,)).to(dev)
     if mode.startswith("ann"):
-        per_iter, target = batch, net
+        per_iter, target = batch, net.to(dev)
     else:
         th = _VGG5_THRESHOLDS if net.arch == "vgg5" else [1.0] * net.num_spiking
-        target = SpikingVGG(net, th, T=T, leak=0.99, precision=precision, grad_time_chunk=grad_time_chunk)
+        target = SpikingVGG(net, th, T=T, leak=0.99, precision=precision, grad_time_chunk=grad_time_chunk).to(dev)
         per_iter = batch * T
     if mode == "ann_train":
         opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4)
@@ -147,23 +178,30 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
     t0 = time.perf_counter()
     for _ in range(max(int(warmup), 0)):
         step()
+    _sync(dev)
     warm_s = time.perf_counter() - t0
+    if dev.type == "cuda":
+        gpu0 = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
     times = []
     start = time.perf_counter()
     while len(times) < min_iters or time.perf_counter() - start < seconds:
         t = time.perf_counter()
         step()
+        _sync(dev)
         times.append(time.perf_counter() - t)
     total = sum(times)
     best = min(times)
     peak = _peak_rss_bytes()
     mb = 1024.0 ** 2
+    gpu_peak = round((torch.cuda.max_memory_allocated(dev) - gpu0) / mb, 1) if dev.type == "cuda" else None
     return dict(mode=mode, description=MODES[mode][0], unit=MODES[mode][1], model=net.arch, T=T if mode.startswith("snn") else None,
                 batch=batch, threads=torch.get_num_threads(), lif_backend=get_lif_backend(), iters=len(times), seconds=round(total, 3),
                 warmup_s=round(warm_s, 3), rate=per_iter * len(times) / total, best_rate=per_iter / best,
                 rss_before_mb=round(rss0 / mb, 1), peak_rss_mb=round(peak / mb, 1),
                 peak_delta_mb=round((peak - rss0) / mb, 1), precision=precision if mode.startswith("snn") else "fp32",
-                grad_time_chunk=grad_time_chunk if mode.startswith("snn") else None)
+                grad_time_chunk=grad_time_chunk if mode.startswith("snn") else None, device=dev.type,
+                gpu_peak_mb=gpu_peak)
 
 
 def _child(q, kwargs):  # pragma: no cover - runs in a spawned process
@@ -176,15 +214,15 @@ def _child(q, kwargs):  # pragma: no cover - runs in a spawned process
 def run_benchmarks(modes=tuple(MODES), model: str = "vgg5", T: int = 25, batch: int = 64,
                    threads: Optional[int] = None, seconds: float = 4.0, min_iters: int = 3,
                    lif_backend: Optional[str] = None, fresh_process: bool = True, verbose: bool = True,
-                   precision: str = "fp32", grad_time_chunk: Optional[int] = None) -> dict:
+                   precision: str = "fp32", grad_time_chunk: Optional[int] = None, device: str = "cpu") -> dict:
     """Run the given modes (each in a fresh spawned process by default); returns {'machine': ..., 'results': [...]}.
-    precision, grad_time_chunk: settings of the SNN modes (see ``measure``)."""
-    info = machine_info(threads)
+    precision, grad_time_chunk: settings of the SNN modes; device: "cpu" or "cuda" (see ``measure``)."""
+    info = machine_info(threads, device)
     results = []
     for mode in modes:
         kwargs = dict(mode=mode, model=model, T=T, batch=batch, threads=threads, seconds=seconds,
                       min_iters=min_iters, lif_backend=lif_backend, precision=precision,
-                      grad_time_chunk=grad_time_chunk)
+                      grad_time_chunk=grad_time_chunk, device=device)
         if verbose:
             print(f"  running {mode} ...", file=sys.stderr, flush=True)
         if fresh_process:
@@ -203,13 +241,13 @@ def run_benchmarks(modes=tuple(MODES), model: str = "vgg5", T: int = 25, batch: 
     info["load_end"] = load_average()
     return dict(machine=info, config=dict(model=model, T=T, batch=batch, seconds=seconds, min_iters=min_iters,
                                           lif_backend=lif_backend, precision=precision,
-                                          grad_time_chunk=grad_time_chunk), results=results)
+                                          grad_time_chunk=grad_time_chunk, device=device), results=results)
 
 
 def format_table(report: dict) -> str:
     m = report["machine"]
     lines = [f"torch {m['torch']} (python {m['python']}), threads {m['threads']}, CPU {m['cpu']} "
-             f"({m['cpus']} logical), load avg before {m['load']} after {m.get('load_end')}",
+             f"({m['cpus']} logical), load avg before {m['load']} after {m.get('load_end')}{_gpu_text(m)}",
              f"{'mode':<36}{'rate':>10} {'unit':<8}{'best':>9}{'iters':>6}{'warm-up':>9}{'peak RSS':>10}"
              f"{'delta':>9}  load after",
              "-" * 110]
@@ -217,7 +255,8 @@ def format_table(report: dict) -> str:
         label = r["description"] + (f" T={r['T']}" if r["T"] else "")
         lines.append(f"{label:<36}{r['rate']:>10.1f} {r['unit']:<8}{r['best_rate']:>9.1f}{r['iters']:>6}"
                      f"{r['warmup_s']:>8.1f}s{r['peak_rss_mb']:>8.0f}MB{r['peak_delta_mb']:>7.0f}MB  "
-                     f"{r.get('load_after', [''])[0]}")
+                     f"{r.get('load_after', [''])[0]}"
+                     + (f"  GPU peak {r['gpu_peak_mb']:.0f}MB" if r.get("gpu_peak_mb") is not None else ""))
     c = report["config"]
     backends = sorted({r.get("lif_backend") for r in report["results"] if r["mode"].startswith("snn")})
     lines.append(f"model {c['model']}, batch {c['batch']}, LIF backend {'/'.join(map(str, backends)) or '-'}, "
@@ -228,15 +267,25 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def add_peak_fractions(report: dict, model: str = "vgg5", threads: Optional[int] = None) -> str:
-    """Measure the fp32 matrix-multiply rate, store it and the model's forward FLOPs per image in ``report``
-    ("peak"), give every result its "peak_fraction", and return the lines that say so."""
+def _gpu_text(machine: dict) -> str:
+    """", on GPU NVIDIA H200 (143.8 GB, CUDA 13.0)" for a report made on a GPU, else ""."""
+    if machine.get("device") != "cuda":
+        return ""
+    return f", on GPU {machine.get('gpu')} ({machine.get('gpu_memory_gb')} GB, CUDA {machine.get('cuda')})"
+
+
+def add_peak_fractions(report: dict, model: str = "vgg5", threads: Optional[int] = None, device: str = "cpu") -> str:
+    """Measure the fp32 matrix-multiply rate (on ``device``: 1024 x 1024 on the CPU, 8192 x 8192 on a GPU), store it
+    and the model's forward FLOPs per image in ``report`` ("peak"), give every result its "peak_fraction", and return
+    the lines that say so."""
     from ..models import build_ann
     from .flops import forward_flops, matmul_gflops, peak_fraction
     flops = forward_flops(build_ann(model, seed=0))
-    peak = matmul_gflops(threads=threads)
-    report["peak"] = dict(gflops=peak, method="torch.mm 1024 x 1024 fp32, same threads", flops_per_image=flops)
-    lines = [f"fp32 peak measured as torch.mm 1024x1024: {peak:.1f} GFLOP/s; {model} forward: "
+    n = 8192 if device == "cuda" else 1024
+    peak = matmul_gflops(n=n, threads=threads, device=device)
+    where = "same threads" if device == "cpu" else "on the GPU, TF32 off"
+    report["peak"] = dict(gflops=peak, method=f"torch.mm {n} x {n} fp32, {where}", flops_per_image=flops)
+    lines = [f"fp32 peak measured as torch.mm {n}x{n}: {peak:.1f} GFLOP/s; {model} forward: "
              f"{flops / 1e6:.1f} MFLOP per image(-timestep) (convolutions and linear layers)"]
     for r in report["results"]:
         r["peak_fraction"] = peak_fraction(r["rate"], r["mode"], flops, peak)
@@ -284,16 +333,27 @@ def _mem_available_mb() -> Optional[float]:
     return None
 
 
+def _gpu_free_mb() -> Optional[float]:
+    """Free memory of the current CUDA GPU in MB (None without one)."""
+    import torch
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.mem_get_info()[0] / 2 ** 20
+
+
 COMPARE_MODES = {"infer": "inference (eval, no grad)", "bptt": "BPTT step (fwd+bwd+Adam)"}
 
 
 def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=None, seed: int = 0,
-                    threads: Optional[int] = None, lif_backend: Optional[str] = None, warmup: int = 1) -> dict:
+                    threads: Optional[int] = None, lif_backend: Optional[str] = None, warmup: int = 1,
+                    device: str = "cpu") -> dict:
     """Time ``mode`` ("infer" | "bptt") of every system at (batch, T) in this process, interleaved.
 
     Each repetition runs one step of every system, in an order rotated from one repetition to the next; before
     each step the process returns freed memory to the OS and resets VmHWM, so ``peak_mb`` is the step's own peak
-    above the resident memory before it (weights, input and optimizer state included in the baseline).
+    above the resident memory before it (weights, input and optimizer state included in the baseline).  On
+    ``device="cuda"`` models and spikes live on the GPU, each step is timed to its end, and ``peak_mb`` is the GPU
+    memory the step allocated at most above what was allocated before it.
     """
     import torch
     import torch.nn.functional as F
@@ -303,13 +363,14 @@ def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=N
 
     if lif_backend is not None:
         set_lif_backend(lif_backend)
+    dev = check_device(device)
     if threads is not None:
         torch.set_num_threads(int(threads))
     systems = list(systems or compare.SYSTEMS)
     torch.manual_seed(seed)
-    models = compare.build_systems(None, None, 0.99, systems, T, seed)
-    seq = compare.make_input(batch, T, seed)
-    y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(seed))
+    models = {n: m.to(dev) for n, m in compare.build_systems(None, None, 0.99, systems, T, seed).items()}
+    seq = compare.make_input(batch, T, seed).to(dev)
+    y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(seed)).to(dev)
     opts = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()} if mode == "bptt" else {}
 
     def step(name):
@@ -330,17 +391,26 @@ def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=N
         t0 = time.perf_counter()
         for _ in range(max(int(warmup), 0)):
             step(name)
+        _sync(dev)
         warm[name] = time.perf_counter() - t0
     times = {n: [] for n in systems}
     peaks = {n: [] for n in systems}
     for r in range(int(reps)):
         order = systems[r % len(systems):] + systems[:r % len(systems)]
         for name in order:
-            hwm_ok = _reset_peak()
-            rss0 = _status_kb("VmRSS")
+            if dev.type == "cuda":
+                gpu0 = torch.cuda.memory_allocated(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+            else:
+                hwm_ok = _reset_peak()
+                rss0 = _status_kb("VmRSS")
             t = time.perf_counter()
             step(name)
+            _sync(dev)
             times[name].append(time.perf_counter() - t)
+            if dev.type == "cuda":
+                peaks[name].append((torch.cuda.max_memory_allocated(dev) - gpu0) / 2 ** 20)
+                continue
             hwm = _status_kb("VmHWM")
             if hwm_ok and hwm is not None and rss0 is not None:
                 peaks[name].append((hwm - rss0) / 1024.0)
@@ -352,7 +422,8 @@ def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=N
                         rate=batch * T / med, best_rate=batch * T / ts[0], warmup_s=round(warm[name], 2),
                         peak_mb=round(max(peaks[name]), 1) if peaks[name] else None,
                         lif_backend=get_lif_backend() if name in ("snnlib", compare.BF16) else None))
-    return dict(T=T, mode=mode, batch=batch, results=out, load=load_average(), rss_mb=round(_rss_bytes() / 2 ** 20, 1))
+    return dict(T=T, mode=mode, batch=batch, results=out, load=load_average(), rss_mb=round(_rss_bytes() / 2 ** 20, 1),
+                device=dev.type)
 
 
 def _compare_child(q, kwargs):  # pragma: no cover - runs in a spawned process
@@ -364,24 +435,27 @@ def _compare_child(q, kwargs):  # pragma: no cover - runs in a spawned process
 
 def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt"), reps: int = 3,
                        systems=None, threads: Optional[int] = None, lif_backend: Optional[str] = None,
-                       check: bool = True, mem_margin_mb: float = 3072.0, verbose: bool = True) -> dict:
+                       check: bool = True, mem_margin_mb: float = 3072.0, verbose: bool = True,
+                       device: str = "cpu") -> dict:
     """The --compare benchmark: equivalence check, then ``measure_compare`` per (T, mode), each in a fresh process.
 
     A BPTT configuration whose memory, extrapolated linearly in T from the largest smaller T measured, would not
-    fit in MemAvailable minus ``mem_margin_mb`` is skipped and reported as such (never risk the OOM killer on a
-    shared machine).  Raises ``snnlib.bench.compare.CompareUnavailable`` without the optional packages.
+    fit in the free memory (MemAvailable, or the GPU's free memory on ``device="cuda"``) minus ``mem_margin_mb`` is
+    skipped and reported as such (never risk the OOM killer on a shared machine).  The equivalence checks run on
+    the CPU.  Raises ``snnlib.bench.compare.CompareUnavailable`` without the optional packages.
     """
     from . import compare
     versions = compare.require_packages()
-    info = machine_info(threads)
-    info.update(versions=versions, bf16_native=compare.bf16_native())
+    info = machine_info(threads, device)
+    # bf16 is native on every CUDA GPU this targets (Ampere and later); on the CPU only where oneDNN says so
+    info.update(versions=versions, bf16_native=True if device == "cuda" else compare.bf16_native())
     if systems is None:   # snnlib's bf16 option only where the CPU computes bf16 natively (else it is emulated)
         systems = list(compare.SYSTEMS) + ([compare.BF16] if info["bf16_native"] else [])
     all_systems = list(systems)
     exact = [n for n in all_systems if n != compare.BF16]
     report = dict(machine=info, config=dict(Ts=list(Ts), batch=batch, modes=list(modes), reps=reps,
-                                            systems=all_systems, leak=0.99,
-                                            lif_backend=lif_backend), checks=[], runs=[], skipped=[])
+                                            systems=all_systems, leak=0.99, lif_backend=lif_backend,
+                                            device=device), checks=[], runs=[], skipped=[])
     if check:
         for cl in (True, False):
             if verbose:
@@ -404,7 +478,7 @@ def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt")
                 if mode == "bptt" and (mode, name) in last_peak:
                     T0, peak0 = last_peak[(mode, name)]
                     need = peak0 * T / T0
-                    avail = _mem_available_mb()
+                    avail = _gpu_free_mb() if device == "cuda" else _mem_available_mb()
                     if avail is not None and need > avail - mem_margin_mb:
                         msg = (f"BPTT T={T} {name}: not run, would need about {need / 1024:.1f} GB (linear in T "
                                f"from T={T0}) with {avail / 1024:.1f} GB available")
@@ -417,9 +491,9 @@ def compare_benchmarks(Ts=(8, 32, 128), batch: int = 64, modes=("infer", "bptt")
             if not run_systems:
                 continue
             # a BPTT step at T >= 128 takes minutes on this CPU: fewer repetitions, same configuration
-            r = 1 if mode == "bptt" and T >= 128 else reps
+            r = 1 if mode == "bptt" and T >= 128 and device == "cpu" else reps
             kwargs = dict(T=T, mode=mode, batch=batch, reps=r, systems=run_systems, threads=threads,
-                          lif_backend=lif_backend)
+                          lif_backend=lif_backend, device=device)
             if verbose:
                 print(f"  {mode} T={T} (load {load_average()}) ...", file=sys.stderr, flush=True)
             ctx = mp.get_context("spawn")
@@ -484,7 +558,7 @@ def compare_summary(report: dict) -> dict:
 def format_compare(report: dict) -> str:
     m = report["machine"]
     lines = [f"torch {m['torch']}, threads {m['threads']}, CPU {m['cpu']} ({m['cpus']} logical), "
-             f"versions {m.get('versions')}, load avg at start {m['load']}",
+             f"versions {m.get('versions')}, load avg at start {m['load']}{_gpu_text(m)}",
              f"{'mode':<6}{'T':>5}  {'system':<13}{'img*T/s':>10}{'best':>9}{'reps':>5}{'peak MB':>9}"
              f"{'warm-up':>9}  load after"]
     for run in report["runs"]:
@@ -524,6 +598,9 @@ def main(argv=None) -> int:
     ap.add_argument("--grad-time-chunk", type=int, default=None, metavar="N",
                     help="SNN gradient modes: checkpointed pieces of N timesteps (activation checkpointing over "
                          "time; memory of N steps instead of T, one more forward)")
+    ap.add_argument("--device", default="cpu", choices=list(DEVICES),
+                    help="where to run: this machine's CPU (default) or its CUDA GPU (the GPU's name, memory and "
+                         "each step's peak GPU memory are reported; --compare's equivalence checks stay on the CPU)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--compare", action="store_true",
                     help="compare with snnTorch and SpikingJelly (VGG5 LIF, batch 64, T in --compare-T; needs "
@@ -547,7 +624,13 @@ def main(argv=None) -> int:
             ap.error(f"--compare-T must be comma-separated integers, got {a.compare_T!r}")
         if not Ts or min(Ts) < 1 or a.batch < 1 or a.reps < 1:
             ap.error("--compare-T values, --batch and --reps must be >= 1")
-        report = compare_benchmarks(Ts, a.batch, reps=a.reps, threads=a.threads, lif_backend=a.lif_backend)
+        try:
+            check_device(a.device)
+        except RuntimeError as exc:
+            print(f"python -m snnlib.bench: {exc}", file=sys.stderr)
+            return 2
+        report = compare_benchmarks(Ts, a.batch, reps=a.reps, threads=a.threads, lif_backend=a.lif_backend,
+                                    device=a.device)
         print(format_compare(report))
         if a.json:
             os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
@@ -565,11 +648,16 @@ def main(argv=None) -> int:
     bad = [s for s in modes if s not in MODES]
     if bad:
         ap.error(f"unknown modes {bad}; choose from {list(MODES)}")
+    try:
+        check_device(a.device)
+    except RuntimeError as exc:
+        print(f"python -m snnlib.bench: {exc}", file=sys.stderr)
+        return 2
     report = run_benchmarks(modes, a.model, a.T, a.batch, a.threads, a.seconds, a.min_iters, a.lif_backend,
-                            precision=a.precision, grad_time_chunk=a.grad_time_chunk)
+                            precision=a.precision, grad_time_chunk=a.grad_time_chunk, device=a.device)
     print(format_table(report))
     if a.peak:
-        print(add_peak_fractions(report, a.model, a.threads))
+        print(add_peak_fractions(report, a.model, a.threads, a.device))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -152,3 +152,16 @@ def test_bf16_check_bounds_the_spikes_that_move():
 
 def _res(system, rate, peak):
     return dict(system=system, rate=rate, peak_mb=peak)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_measure_compare_times_every_system_on_the_device(device):
+    pytest.importorskip("snntorch")
+    pytest.importorskip("spikingjelly.activation_based")
+    from snnlib.bench import compare
+    from snnlib.bench.throughput import measure_compare
+    r = measure_compare(T=4, mode="bptt", batch=2, reps=1, device=device)
+    assert r["device"] == device
+    assert [x["system"] for x in r["results"]] == list(compare.SYSTEMS)
+    assert all(x["rate"] > 0 and x["reps"] == 1 for x in r["results"])

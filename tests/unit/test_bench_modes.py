@@ -28,3 +28,32 @@ def test_the_attack_gradient_mode_runs_in_checkpointed_time_pieces():
     r = measure("snn_attack", T=8, batch=2, seconds=0.0, min_iters=1, warmup=0, grad_time_chunk=3)
     assert r["grad_time_chunk"] == 3 and r["rate"] > 0
     assert measure("ann_infer", batch=2, seconds=0.0, min_iters=1, warmup=0, grad_time_chunk=3)["grad_time_chunk"] is None
+
+
+def test_device_cpu_is_the_default_and_is_reported():
+    r = measure("snn_infer", T=6, batch=2, seconds=0.0, min_iters=1, warmup=0, device="cpu")
+    assert r["device"] == "cpu" and r["gpu_peak_mb"] is None
+
+
+def test_a_missing_gpu_or_unknown_device_is_a_clear_error(monkeypatch):
+    import subprocess
+    import sys
+
+    import torch
+    from snnlib.bench.throughput import check_device
+    with pytest.raises(ValueError, match="device must be one of"):
+        measure("snn_infer", T=6, batch=2, device="tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU here.*--device cpu"):
+        check_device("cuda")
+    if not torch.cuda.is_available():        # the CLI says so in one line, exit code 2, no traceback
+        p = subprocess.run([sys.executable, "-m", "snnlib.bench", "--device", "cuda", "--modes", "ann_infer"],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and "no CUDA GPU" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["snn_infer", "snn_attack"])
+def test_modes_run_on_the_gpu_and_report_its_memory(mode):
+    r = measure(mode, T=6, batch=4, seconds=0.0, min_iters=1, warmup=0, device="cuda")
+    assert r["device"] == "cuda" and r["rate"] > 0 and r["gpu_peak_mb"] is not None and r["gpu_peak_mb"] >= 0
