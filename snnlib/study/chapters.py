@@ -43,7 +43,7 @@ from .profiles import KNOWN_PARAMS, ProfileError, main_eps, validate_overrides  
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
                       CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
                       LeakResults, LeakRow, MaskingReport, ModelsResults, PerturbationImages, StageRow, SummaryFile,
-                      TimestepPoint, TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
+                      TimestepPoint, TRAINED_T, TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
@@ -531,13 +531,15 @@ def _last_layer_images(ids: Sequence[int], adv: Tensor, noise: Tensor) -> Pertur
 
 
 # ----------------------------------------------------------------------------------------------------- sweeps
-def robustness_row(ctx: Context, kind: str, model: nn.Module, eps_255: float) -> Dict[str, Any]:
+def robustness_row(ctx: Context, kind: str, model: nn.Module, eps_255: float,
+                   model_set: Optional[ModelSet] = None) -> Dict[str, Any]:
     """The fields of a :class:`~snnlib.study.records.RobustnessRow` for one model variant on the attack images.
 
     Clean accuracy, white-box FGSM and PGD (crafted on ``model`` itself, the papers' SNN gradient) and black-box
-    PGD crafted on the twin ANN.
+    PGD crafted on the twin ANN.  model_set: the models ``model`` was trained with (default the first seed's; a
+    model trained with other settings, e.g. :func:`retrained_models`, must name its own, which keys its cache).
     """
-    wb = AttackPair.whitebox(model, kind, ctx.target)
+    wb = AttackPair.whitebox(model, kind, ctx.target if model_set is None else model_set)
     bb = AttackPair(source=ctx.twin.ann, source_name="ANN (twin)", source_set=ctx.twin, source_kind="ANN",
                     target=model, target_name=kind)
     return dict(kind=kind, eps_255=float(eps_255),
@@ -553,9 +555,16 @@ def _progress_line(label: str, fields: Mapping[str, Any]) -> str:
             f"{format_percent(fields['pgd_bb'].adversarial)}")
 
 
+def retrained_models(ctx: Context, T: int, log: Callable[[str], Any] = print) -> ModelSet:
+    """The first seed's models with SNN-BP fine-tuned at ``T`` timesteps instead of ``T_bp`` (the ANN and SNN-conv
+    are the same; the new SNN-BP is trained, or loaded from the artifact cache, by
+    :func:`~snnlib.study.pipeline.build_models`)."""
+    return build_models(dict(ctx.params, T_bp=int(T)), ctx.target.seed, cache=ctx.cache, progress=False, log=log)
+
+
 def discretization_results(ctx: Context, eps_255: float, log: Callable[[str], Any] = print) -> DiscretizationResults:
-    """Chapter 2: SNN-BP and SNN-conv at every T of ``T_list`` (and their own T), then at every input bit depth
-    of ``quant_bits`` (at their own T)."""
+    """Chapter 2: SNN-BP and SNN-conv at every T of ``T_list`` (and their own T), SNN-BP fine-tuned at every T of
+    ``T_bp_trained`` (sweep "T trained"), then both at every input bit depth of ``quant_bits`` (at their own T)."""
     P = ctx.params
     rows: List[DiscretizationRow] = []
     for kind, base in (("SNN-BP", ctx.target.snn_bp), ("SNN-conv", ctx.target.snn_conv)):
@@ -563,6 +572,12 @@ def discretization_results(ctx: Context, eps_255: float, log: Callable[[str], An
             f = robustness_row(ctx, kind, base.twin(T=T), eps_255)
             rows.append(DiscretizationRow(**f, T=T, bits=None, sweep="T"))
             log(_progress_line(f"{kind} T={T}", f))
+        if kind == "SNN-BP":
+            for T in sorted(set(P.get("T_bp_trained") or [])):
+                ms = retrained_models(ctx, T, log)
+                f = robustness_row(ctx, kind, ms.snn_bp, eps_255, model_set=ms)
+                rows.append(DiscretizationRow(**f, T=T, bits=None, sweep=TRAINED_T))
+                log(_progress_line(f"{kind} trained at T={T}", f))
         for b in [b for b in P["quant_bits"] if b is not None]:
             f = robustness_row(ctx, kind, base.twin(encoder=PoissonEncoder(seed=0, bits=b)), eps_255)
             rows.append(DiscretizationRow(**f, T=base.T, bits=b, sweep="bits"))

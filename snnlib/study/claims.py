@@ -36,7 +36,7 @@ from ..robustness.outcomes import Outcomes
 from ..stats import (Accuracy, PairedTable, above_chance, compare_paired_table, equivalence_from_table, holm,
                      mde_paired, paired_table, pooled_paired, trend_test)
 from .formatting import format_accuracy
-from .records import AttackRecord, AttackSourceResults, ClaimRow, StudyResults, load_study
+from .records import TRAINED_T, AttackRecord, AttackSourceResults, ClaimRow, StudyResults, load_study
 
 __all__ = ["PAPER_TABLE_I", "VERDICTS", "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT_TESTABLE", "NOT_RUN",
            "VerdictRule", "VERDICT_RULES", "GUARDS", "PRIMARY", "NO_OUTCOMES", "CIFAR100_REASON", "DEFAULT_MARGIN",
@@ -118,7 +118,7 @@ VERDICT_RULES: List[VerdictRule] = [
                 "none", "0.05 (raw)", "p < alpha in the claimed direction", "p < alpha in the other direction",
                 "p ≥ alpha; the informative images and the first-vs-last MDE are stated",
                 "fewer than two valid sweep points, or no per-image outcomes"),
-    VerdictRule("A more accurate / robust than B in every part", ("I1", "I2"),
+    VerdictRule("A more accurate / robust than B in every part", ("E6b", "I1", "I2"),
                 "exact McNemar per part (pair of models, or budget), each at alpha (intersection-union, no "
                 "adjustment needed; p = the largest)", "A − B > 0 in every part", "none", "0.05 (raw)",
                 "every part significant with A > B", "any part significant with A < B", "otherwise", _GUARDED),
@@ -705,6 +705,33 @@ def _c_T(kind: str, rule: str):
     return fn
 
 
+def _c_trained_T(ctx: _Ctx) -> Judgement:
+    """E6b: SNN-BP fine-tuned at each lower T (chapter 2's "T trained" rows) vs SNN-BP at its own T_bp, under the
+    papers' white-box PGD; every trained T must be more robust."""
+    trained = _discretization_rows(ctx, "SNN-BP", TRAINED_T)
+    if not trained:
+        raise _NotRun("chapter 2 trained no SNN-BP at another T (parameter T_bp_trained)")
+    base_T = ctx.S.parameters.get("T_bp")
+    base = [r for r in _discretization_rows(ctx, "SNN-BP", "T") if base_T is None or r.T == base_T]
+    if not base:
+        raise _NotRun("chapter 2 has no row of SNN-BP at its own T")
+    b = base[-1] if base_T is None else base[0]
+    parts, seed = [], int((ctx.S.parameters.get("model_seeds") or [0])[0])
+    for r in sorted(trained, key=lambda r: r.T):
+        if r.T >= b.T:
+            continue
+        P = _paired({seed: (_arm(f"SNN-BP trained at T={r.T}", r.pgd_wb, r.pgd_wb.zero_grad_share),
+                         _arm(f"SNN-BP trained at T={b.T}", b.pgd_wb, b.pgd_wb.zero_grad_share))},
+                    ctx.chance, ctx.alpha)
+        parts.append(_part(f"T={r.T} vs T={b.T}", _pair_judgement("A more robust than B", P, ctx.margin, ctx.alpha)))
+    if not parts:
+        raise _NotRun(f"chapter 2 trained SNN-BP at no T below its own T={b.T}")
+    j = _compound(parts, "A more accurate / robust than B in every part",
+                  "exact McNemar per trained T (all must hold; chapter 2, white-box PGD)")
+    j.text = f"SNN-BP fine-tuned at fewer timesteps vs at T={b.T}, white-box PGD (claim: more robust): {j.text}"
+    return j
+
+
 def _c_quant(kind: str):
     def fn(ctx: _Ctx) -> Judgement:
         q = _discretization_rows(ctx, kind, "bits")
@@ -945,6 +972,8 @@ CLAIMS: List[Tuple[str, str, str, str, Callable]] = [
      _c_wb("A not more robust than B", "SNN-conv", "ANN")),
     ("E6", "ECCV 2020", "SNN-BP's adversarial accuracy rises as the number of timesteps falls", "02_discretization",
      _c_T("SNN-BP", "accuracy changes along a sweep")),
+    ("E6b", "ECCV 2020", "An SNN-BP trained at fewer timesteps is more robust than one trained at T_bp",
+     "02_discretization", _c_trained_T),
     ("E7", "ECCV 2020", "Quantising the input to fewer levels raises SNN-BP's adversarial accuracy",
      "02_discretization", _c_quant("SNN-BP")),
     ("E8a", "ECCV 2020", "SNN-conv's adversarial accuracy is insensitive to the number of timesteps",

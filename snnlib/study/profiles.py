@@ -313,6 +313,11 @@ _PARAM_LIST = [
     _p("T_list", "list[int]", "a non-empty list of integers >= 1, each more than arch's spiking layers (vgg5: >= 6)",
        "timesteps swept for the discretisation study", _list_check(_int_check(1)),
        ["02_discretization"]),
+    _p("T_bp_trained", "list[int]", "a list (possibly empty) of distinct integers, each more than arch's spiking layers "
+       "(vgg5: >= 6) and below T_bp to test E6b",
+       "timesteps at which SNN-BP is also fine-tuned from the same converted network (E6b: trained at fewer "
+       "timesteps vs at T_bp, next to the inference-time T sweep); [] trains none",
+       _list_check(_int_check(1), min_len=0, unique=True), ["02_discretization"]),
     _p("quant_bits", "list[int|null]", "a non-empty list of integers in 1..8 or null "
        "(null = no input quantisation)", "input quantisation bit depths swept",
        _list_check(_optional(_int_check(1, 8))), ["02_discretization"]),
@@ -607,11 +612,12 @@ def meaning_checks(p: Mapping[str, Any], errors: list[str], where: str) -> None:
                 if _has(p, k) and p[k] <= d:
                     errors.append(f"{where}: {k}={p[k]} is too short: {why}; allowed: {k} >= {d + 1} for "
                                   f"{p['arch']}")
-            if _has(p, "T_list"):
-                short = [t for t in p["T_list"] if t <= d]
-                if short:
-                    errors.append(f"{where}: T_list={list(p['T_list'])} has {short} <= {d}: {why}; allowed: every "
-                                  f"T_list entry >= {d + 1} for {p['arch']}")
+            for key in ("T_list", "T_bp_trained"):
+                if _has(p, key):
+                    short = [t for t in p[key] if t <= d]
+                    if short:
+                        errors.append(f"{where}: {key}={list(p[key])} has {short} <= {d}: {why}; allowed: every "
+                                      f"{key} entry >= {d + 1} for {p['arch']}")
     if _has(p, "pgd_alpha", "eps_list") and p["eps_list"]:
         top = max(p["eps_list"])
         if p["pgd_alpha"] > PGD_ALPHA_MAX_RATIO * top:
@@ -771,7 +777,10 @@ def cost_units(nb: str, p: Mapping[str, Any]) -> float:
         return training_cost_units(p) + 2 * n * D * (1 + Tb + Tc) + 7.75 * n * Tc
     if nb == "02_discretization":
         bits = float(len([b for b in p["quant_bits"] if b is not None]))
-        return (sum(row(float(T), A) for T in set(p["T_list"]) | {p["T_bp"]})
+        trained = [float(T) for T in p.get("T_bp_trained") or []]
+        n_fit = max(float(p["n_train"]) - float(p["val_images"]), 1.0)
+        retrain = sum(p["epochs_snn"] * (3.0 * n_fit + float(p["val_images"])) * T + row(T, A) for T in trained)
+        return (retrain + sum(row(float(T), A) for T in set(p["T_list"]) | {p["T_bp"]})
                 + sum(row(float(T), Ac) for T in set(p["T_list"]) | {p["T_conv"]})
                 + bits * (row(Tb, A) + row(Tc, Ac)))
     if nb == "03_leak":

@@ -30,7 +30,7 @@ from ..robustness.outcomes import Outcomes
 from ..stats import Accuracy
 
 __all__ = ["SCHEMA_VERSION", "RecordError", "AttackRecord", "CleanRow", "TimestepPoint", "ModelsResults",
-           "RobustnessRow", "DiscretizationRow", "DiscretizationResults", "LeakRow", "LayerPerturbation",
+           "RobustnessRow", "DiscretizationRow", "TRAINED_T", "DiscretizationResults", "LeakRow", "LayerPerturbation",
            "LeakResults", "PerturbationImages", "TrainingMethodRow", "TrainingMethodResults", "TransferCell",
            "AttackSourceResults",
            "CheckRecord", "MaskingReport", "StageRow", "CascadeRecord", "GradientMaskingResults", "ClaimRow",
@@ -162,7 +162,8 @@ class RobustnessRow:
 
 @dataclass(kw_only=True)
 class DiscretizationRow(RobustnessRow):
-    """A :class:`RobustnessRow` at T timesteps and ``bits``-bit input (None: unquantised); sweep: "T" or "bits"."""
+    """A :class:`RobustnessRow` at T timesteps and ``bits``-bit input (None: unquantised); sweep: "T" (the model
+    simulated at T), "bits" or :data:`TRAINED_T` (SNN-BP fine-tuned at T)."""
 
     T: int
     bits: Optional[int]
@@ -174,6 +175,10 @@ class LeakRow(RobustnessRow):
     """A :class:`RobustnessRow` of SNN-BP at membrane leak factor ``leak`` (1.0 = IF)."""
 
     leak: float
+
+
+#: the sweep of chapter 2's SNN-BP models fine-tuned at another T (next to the inference-time "T" sweep)
+TRAINED_T = "T trained"
 
 
 @dataclass

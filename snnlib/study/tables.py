@@ -26,7 +26,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
            "provenance_table", "models_glue",
-           "discretization_glue", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
+           "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
            "precision_table", "precision_text"]
@@ -211,6 +211,33 @@ def discretization_glue(results: DiscretizationResults, num_classes: int = 10) -
     """eps and bp_T_trend (SNN-BP white-box PGD from the smallest to the largest T; chance-level points marked)."""
     return {"eps": f"{results.eps_255:g}/255",
             "bp_T_trend": sweep_sentence(results.rows, "T", "pgd_wb", num_classes, kind="SNN-BP", sweep="T")}
+
+
+def trained_T_table(results: DiscretizationResults, T_bp: int) -> Table:
+    """SNN-BP fine-tuned at each T of chapter 2's "T trained" rows next to the model fine-tuned at ``T_bp``, simulated
+    at that T and at its own: clean, white-box FGSM and PGD, black-box PGD (accuracy [95 % CI]) and the white-box
+    PGD zero-gradient share."""
+    from .records import TRAINED_T
+    trained = sorted(results.select("SNN-BP", TRAINED_T), key=lambda r: r.T)
+    simulated = {r.T: r for r in results.select("SNN-BP", "T")}
+    rows = []
+    for r in trained:
+        for label, row in ((f"trained at T={r.T}", r), (f"trained at T={T_bp}, simulated at T={r.T}",
+                                                         simulated.get(r.T))):
+            if row is not None:
+                rows.append(_robustness_cells(label, row))
+    if T_bp in simulated:
+        rows.append(_robustness_cells(f"trained at T={T_bp} (the study's SNN-BP)", simulated[T_bp]))
+    return Table(rows, ["SNN-BP", "clean (%)", "FGSM white-box (%)", "PGD white-box (%)", "PGD black-box (%)",
+                        "zero gradients (PGD)"],
+                 "Accuracy [95% CI] on the attacked images; the same converted network fine-tuned at each T",
+                 ["l", "r", "r", "r", "r", "r"])
+
+
+def _robustness_cells(label: str, row) -> List[Any]:
+    z = row.pgd_wb.zero_grad_share
+    return [label, *(format_accuracy(row.entry(e), unit="") for e in ("clean", "fgsm_wb", "pgd_wb", "pgd_bb")),
+            "" if z is None else f"{z:.2f}"]
 
 
 def leak_glue(results: LeakResults, num_classes: int = 10) -> Dict[str, Any]:

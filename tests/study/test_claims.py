@@ -131,6 +131,27 @@ def test_a_model_with_zero_gradients_or_at_chance_makes_a_pairwise_claim_not_tes
     assert "not testable at this scale" in row.measured
 
 
+def test_an_snn_bp_trained_at_fewer_timesteps_is_compared_with_the_one_at_T_bp():
+    """E6b: chapter 2's "T trained" rows against the row at T_bp (parameter), McNemar per trained T, all must hold;
+    rows at T_bp or above are not part of the claim; the guards apply."""
+    clean = vector(80, 100)
+    a, b = pair_vectors(n11=20, n10=12, n01=2, n00=66)        # trained at T=8: 32 %, at T=16: 22 %
+    base = [t_row("SNN-BP", 8, vector(10, 100), clean), t_row("SNN-BP", 16, b, clean), t_row("SNN-BP", 24, b, clean)]
+    S = lambda *trained: R.StudyResults(discretization=R.DiscretizationResults(rows=base + list(trained), eps_255=8.0),
+                                        parameters={"T_bp": 16, "model_seeds": [3, 4]})
+    row = by_id(S(t_row("SNN-BP", 8, a, clean, sweep=R.TRAINED_T)))["E6b"]
+    assert row.verdict == S_ and row.p_value == pytest.approx(mcnemar_p(12, 2)) and row.effect == pytest.approx(10.0)
+    assert row.seeds == [3] and "T=8 vs T=16" in row.measured and row.n_images == 100
+    # a second trained T that is not more robust keeps the claim open; one at or above T_bp is left out
+    row = by_id(S(t_row("SNN-BP", 8, a, clean, sweep=R.TRAINED_T), t_row("SNN-BP", 12, b, clean, sweep=R.TRAINED_T),
+                  t_row("SNN-BP", 32, vector(0, 100), clean, sweep=R.TRAINED_T)))["E6b"]
+    assert row.verdict == I_ and row.p_value == 1.0 and "T=32" not in row.measured
+    # trained at chance: not testable, named; no trained row: not run
+    row = by_id(S(t_row("SNN-BP", 8, vector(5, 100), vector(9, 100), sweep=R.TRAINED_T)))["E6b"]
+    assert row.verdict == NT and row.excluded == ["SNN-BP trained at T=8 (clean 9/100, not above chance)"]
+    assert by_id(S())["E6b"].verdict == NR
+
+
 def test_holm_is_applied_to_the_primary_claims():
     """E1, E2 and E11 from chapter 5 (the other primary claims not run): raw p from scipy, Holm by hand. E11's raw
     p (0.039) is below 0.05, its Holm-adjusted p is not, so it is inconclusive."""
@@ -276,6 +297,7 @@ def full_study():
                 cells.append(cell(f"{src} (twin)", target, v(k), attack, clean=clean[target]))
             cells.append(cell(target, target, v(0), attack, source_seed=0, clean=clean[target]))
     disc = [t_row("SNN-BP", 4, v(60)), t_row("SNN-BP", 8, v(45)), t_row("SNN-BP", 16, v(30)),
+            t_row("SNN-BP", 8, v(50), sweep=R.TRAINED_T),
             t_row("SNN-BP", 16, v(60), bits=1, sweep="bits"),
             t_row("SNN-conv", 4, v(40)), t_row("SNN-conv", 16, v(40)),
             t_row("SNN-conv", 16, v(20), bits=1, sweep="bits")]
@@ -294,10 +316,10 @@ def full_study():
 def test_every_claim_evaluates_from_records_with_the_expected_verdict():
     rows = claims.evaluate_claims(full_study())
     got = {r.id: r.verdict for r in rows}
-    assert got == {"E1": S_, "E2": S_, "E3": NT, "E4": I_, "E5": S_, "E6": S_, "E7": S_, "E8a": S_, "E8b": C_,
-                   "E9": S_, "E10": S_, "E11": S_, "I1": S_, "I2": S_, "I3": S_}
+    assert got == {"E1": S_, "E2": S_, "E3": NT, "E4": I_, "E5": S_, "E6": S_, "E6b": S_, "E7": S_, "E8a": S_,
+                   "E8b": C_, "E9": S_, "E10": S_, "E11": S_, "I1": S_, "I2": S_, "I3": S_}
     assert [r.id for r in rows] == [c[0] for c in claims.CLAIMS]
-    assert claims.count_verdicts(rows) == {"supported": 12, "contradicted": 1, "inconclusive": 1,
+    assert claims.count_verdicts(rows) == {"supported": 13, "contradicted": 1, "inconclusive": 1,
                                            "not testable": 1, "not run": 0}
     r = {x.id: x for x in rows}
     assert [x.id for x in rows if x.primary] == list(claims.PRIMARY)

@@ -293,3 +293,18 @@ def test_attenuation_table_shows_the_per_image_comparison():
     (row,) = t.rows
     assert row[:5] == ["SNN-BP leak 0.99", 12, "1.775", "3.000", "-1.225"] and float(row[5]) < 0.01
     assert tables.attenuation_table(R.LeakResults(rows=[], perturbation={}, eps_255=8.0)).rows == []
+
+
+def test_trained_T_table_sets_each_trained_model_beside_the_simulated_one():
+    from study_factories import scored_row
+    v = lambda k: np.arange(100) < k
+    row = lambda T, k, sweep: scored_row(R.DiscretizationRow, v(k), v(80), zero_grad=0.25, kind="SNN-BP", T=T,
+                                         bits=None, sweep=sweep)
+    res = R.DiscretizationResults(rows=[row(8, 5, "T"), row(16, 20, "T"), row(8, 31, R.TRAINED_T)], eps_255=8.0)
+    t = tables.trained_T_table(res, 16)
+    assert [r[0] for r in t.rows] == ["trained at T=8", "trained at T=16, simulated at T=8",
+                                      "trained at T=16 (the study's SNN-BP)"]
+    assert t.rows[0][3].startswith("31.0 [") and t.rows[1][3].startswith("5.0 [") and t.rows[2][5] == "0.25"
+    assert len(t.columns) == len(t.align) == len(t.rows[0])
+    assert tables.trained_T_table(R.DiscretizationResults(rows=[row(16, 20, "T")], eps_255=8.0), 16).rows == [
+        tables.trained_T_table(res, 16).rows[2]]
