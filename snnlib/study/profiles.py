@@ -314,9 +314,9 @@ _PARAM_LIST = [
        "timesteps swept for the discretisation study", _list_check(_int_check(1)),
        ["02_discretization"]),
     _p("T_bp_trained", "list[int]", "a list (possibly empty) of distinct integers, each more than arch's spiking layers "
-       "(vgg5: >= 6) and below T_bp to test E6b",
-       "timesteps at which SNN-BP is also fine-tuned from the same converted network (E6b: trained at fewer "
-       "timesteps vs at T_bp, next to the inference-time T sweep); [] trains none",
+       "(vgg5: >= 6) and other than T_bp to test E6b",
+       "timesteps at which SNN-BP is also fine-tuned from the same converted network (E6b: the one trained at fewer "
+       "timesteps vs the one trained at more, next to the inference-time T sweep); [] trains none",
        _list_check(_int_check(1), min_len=0, unique=True), ["02_discretization"]),
     _p("quant_bits", "list[int|null]", "a non-empty list of integers in 1..8 or null "
        "(null = no input quantisation)", "input quantisation bit depths swept",

@@ -132,8 +132,8 @@ def test_a_model_with_zero_gradients_or_at_chance_makes_a_pairwise_claim_not_tes
 
 
 def test_an_snn_bp_trained_at_fewer_timesteps_is_compared_with_the_one_at_T_bp():
-    """E6b: chapter 2's "T trained" rows against the row at T_bp (parameter), McNemar per trained T, all must hold;
-    rows at T_bp or above are not part of the claim; the guards apply."""
+    """E6b: chapter 2's "T trained" rows against the row at T_bp (parameter), McNemar per trained T (the model with
+    fewer timesteps is A), all must hold; the guards apply."""
     clean = vector(80, 100)
     a, b = pair_vectors(n11=20, n10=12, n01=2, n00=66)        # trained at T=8: 32 %, at T=16: 22 %
     base = [t_row("SNN-BP", 8, vector(10, 100), clean), t_row("SNN-BP", 16, b, clean), t_row("SNN-BP", 24, b, clean)]
@@ -142,10 +142,16 @@ def test_an_snn_bp_trained_at_fewer_timesteps_is_compared_with_the_one_at_T_bp()
     row = by_id(S(t_row("SNN-BP", 8, a, clean, sweep=R.TRAINED_T)))["E6b"]
     assert row.verdict == S_ and row.p_value == pytest.approx(mcnemar_p(12, 2)) and row.effect == pytest.approx(10.0)
     assert row.seeds == [3] and "T=8 vs T=16" in row.measured and row.n_images == 100
-    # a second trained T that is not more robust keeps the claim open; one at or above T_bp is left out
+    # trained at more timesteps than T_bp: T_bp's model is A
+    row = by_id(S(t_row("SNN-BP", 32, b, clean, sweep=R.TRAINED_T)))["E6b"]      # 22 % at T=32 ...
+    assert row.verdict == I_ and row.p_value == 1.0 and "T=16 vs T=32" in row.measured    # ... as at T=16
+    row = by_id(S(t_row("SNN-BP", 32, vector(0, 100), clean, sweep=R.TRAINED_T)))["E6b"]
+    assert row.verdict == S_ and row.effect == pytest.approx(22.0)
+    # a second trained T that is not more robust keeps the claim open
     row = by_id(S(t_row("SNN-BP", 8, a, clean, sweep=R.TRAINED_T), t_row("SNN-BP", 12, b, clean, sweep=R.TRAINED_T),
                   t_row("SNN-BP", 32, vector(0, 100), clean, sweep=R.TRAINED_T)))["E6b"]
-    assert row.verdict == I_ and row.p_value == 1.0 and "T=32" not in row.measured
+    assert row.verdict == I_ and row.p_value == 1.0
+    assert all(f"{pair}:" in row.measured for pair in ("T=8 vs T=16", "T=12 vs T=16", "T=16 vs T=32"))
     # trained at chance: not testable, named; no trained row: not run
     row = by_id(S(t_row("SNN-BP", 8, vector(5, 100), vector(9, 100), sweep=R.TRAINED_T)))["E6b"]
     assert row.verdict == NT and row.excluded == ["SNN-BP trained at T=8 (clean 9/100, not above chance)"]
