@@ -377,10 +377,7 @@ class _Plan:
         """Rough cost of ``nb`` with this plan's parameters over its cost with ``then`` (default: the profile's)."""
         base = self.base_profile["notebooks"][nb]
         now = self.profile["notebooks"][nb]
-        if isinstance(then, dict):
-            then = {**base, **{k: v for k, v in then.items() if k in base}}
-        else:
-            then = base
+        then = _profiles.recorded_params(then, base) if isinstance(then, dict) else base
         try:
             den = _profiles.cost_units(nb, then)
             return _profiles.cost_units(nb, now) / den if den > 0 else 1.0

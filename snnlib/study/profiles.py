@@ -46,6 +46,8 @@ __all__ = [
     "validate_overrides",
     "notebook_params",
     "parameters_cell_source",
+    "ADDED_LATER",
+    "recorded_params",
     "pipeline_checks",
     "meaning_checks",
     "data_problems",
@@ -740,6 +742,21 @@ def training_cost_units(p: Mapping[str, Any]) -> float:
     balance = float(p["balance_images"]) * p["balance_T"] * layers
     bp = p["epochs_snn"] * per_epoch * p["T_bp"]
     return 2.0 * (ann + balance + bp)
+
+
+#: parameters added after earlier runs were recorded, with the value that means "that work was not done": a record
+#: without them (a run from before they existed) is costed as not doing it (:func:`recorded_params`)
+ADDED_LATER = {"other_attacks": [], "T_bp_trained": []}
+
+
+def recorded_params(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a recorded run used, completed for the cost model: its own values for the keys of
+    ``current`` (this plan's notebook parameters) it has, :data:`ADDED_LATER` values for those it predates, and
+    ``current``'s values for the rest."""
+    out = dict(current)
+    out.update({k: v for k, v in ADDED_LATER.items() if k in current and k not in recorded})
+    out.update({k: v for k, v in recorded.items() if k in current})
+    return out
 
 
 def main_eps(params: Mapping[str, Any]) -> float:

@@ -397,3 +397,19 @@ def test_papermill_run_with_an_unknown_parameter_stops_before_work(tmp_path):
                             cwd=str(ROOT), progress_bar=False, kernel_name="python3")
     assert "unknown parameter(s) ['n_trian']" in str(e.value) and "did you mean 'n_train'" in str(e.value)
     assert not marker.exists()
+
+
+def test_a_run_recorded_before_a_parameter_existed_is_costed_without_its_work(tmp_path, book):
+    """Chapter 5's last run predates other_attacks: its wall time is scaled up by their cost, not taken as is."""
+    import json
+    plan = cli._Plan(cli._parser().parse_args(_argv(tmp_path, book, "--profile", "laptop")))
+    params = {k: v for k, v in plan.params("05_attack_source").items() if k not in ("other_attacks",
+                                                                                      "other_attack_images")}
+    plan.results_dir.mkdir(parents=True, exist_ok=True)
+    (plan.results_dir / "05_attack_source.json").write_text(json.dumps({"wall_time_s": 6045.0, "parameters": params}))
+    seconds, source = plan.estimate("05_attack_source")
+    now = notebook_params("laptop", "05_attack_source")
+    ratio = P.cost_units("05_attack_source", now) / P.cost_units("05_attack_source", dict(now, other_attacks=[]))
+    assert ratio > 1.2 and seconds == pytest.approx(6045.0 * ratio) and "for these parameters" in source
+    assert P.recorded_params({"other_attacks": ["bim"], "junk": 1}, now)["other_attacks"] == ["bim"]
+    assert "junk" not in P.recorded_params({"junk": 1}, now)
