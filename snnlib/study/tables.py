@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from ..stats import accuracy_from_counts
 from .formatting import attack_label, format_accuracy, format_duration
-from .records import (ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
+from .records import (TRAINED_T, ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
@@ -217,7 +217,6 @@ def trained_T_table(results: DiscretizationResults, T_bp: int) -> Table:
     """SNN-BP fine-tuned at each T of chapter 2's "T trained" rows next to the model fine-tuned at ``T_bp``, simulated
     at that T and at its own: clean, white-box FGSM and PGD, black-box PGD (accuracy [95 % CI]) and the white-box
     PGD zero-gradient share."""
-    from .records import TRAINED_T
     trained = sorted(results.select("SNN-BP", TRAINED_T), key=lambda r: r.T)
     simulated = {r.T: r for r in results.select("SNN-BP", "T")}
     rows = []
