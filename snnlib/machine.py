@@ -9,7 +9,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["utc_now", "cpu_name", "git_commit", "torch_version", "snnlib_version", "machine_info", "load_average"]
+__all__ = ["DEVICES", "resolve_device", "utc_now", "cpu_name", "git_commit", "torch_version", "snnlib_version", "machine_info", "load_average"]
+
+#: the devices snnlib runs on ("auto" picks cuda when torch sees a GPU, else cpu)
+DEVICES = ("cpu", "cuda")
+
+
+def resolve_device(device: str = "auto"):
+    """The ``torch.device`` of a device name: "cpu", "cuda", or "auto"/None (cuda when torch sees a GPU, else cpu).
+
+    A clear ``ValueError`` for any other name and ``RuntimeError`` for "cuda" on a machine without a CUDA GPU.
+    """
+    import torch
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES} or 'auto', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU here "
+                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                           "run on the CPU instead (device 'cpu')")
+    return torch.device(device)
 
 
 def utc_now() -> str:

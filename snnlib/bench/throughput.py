@@ -37,13 +37,12 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from ..machine import cpu_name, load_average
+from ..machine import DEVICES, cpu_name, load_average, resolve_device
 
-__all__ = ["MODES", "DEVICES", "check_device", "measure", "run_benchmarks", "machine_info", "format_table", "main",
+__all__ = ["MODES", "DEVICES", "measure", "run_benchmarks", "machine_info", "format_table", "main",
            "compare_benchmarks", "measure_compare", "format_compare"]
 
 #: where the benchmarks run: this machine's CPU, or its first CUDA GPU
-DEVICES = ("cpu", "cuda")
 
 #: mode -> (description, unit)
 MODES: Dict[str, tuple] = {
@@ -73,18 +72,6 @@ def _peak_rss_bytes() -> int:
     return int(peak) * (1 if sys.platform == "darwin" else 1024)
 
 
-def check_device(device: str):
-    """The torch.device of a ``--device`` value ("cpu" or "cuda"); a clear error for anything else or when this
-    machine has no CUDA GPU."""
-    import torch
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU here "
-                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu")
-    return torch.device(device)
-
-
 def _sync(dev) -> None:
     """Wait for the GPU's queued work (a no-op on the CPU), so that a timer measures the work, not its launch."""
     if dev.type == "cuda":
@@ -100,7 +87,7 @@ def machine_info(threads: Optional[int] = None, device: str = "cpu") -> dict:
                threads=int(threads if threads is not None else torch.get_num_threads()),
                cpu=cpu_name(), cpus=os.cpu_count(), load=load_average(), device=device)
     if device == "cuda":
-        dev = check_device(device)
+        dev = resolve_device(device)
         prop = torch.cuda.get_device_properties(dev)
         out.update(gpu=prop.name, gpu_memory_gb=round(prop.total_memory / 1e9, 1), cuda=torch.version.cuda)
     return out
@@ -131,7 +118,7 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
 
     if mode not in MODES:
         raise ValueError(f"unknown benchmark mode {mode!r}; choose from {sorted(MODES)}")
-    dev = check_device(device)
+    dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
@@ -363,7 +350,7 @@ def measure_compare(T: int, mode: str, batch: int = 64, reps: int = 3, systems=N
 
     if lif_backend is not None:
         set_lif_backend(lif_backend)
-    dev = check_device(device)
+    dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(int(threads))
     systems = list(systems or compare.SYSTEMS)
@@ -625,7 +612,7 @@ def main(argv=None) -> int:
         if not Ts or min(Ts) < 1 or a.batch < 1 or a.reps < 1:
             ap.error("--compare-T values, --batch and --reps must be >= 1")
         try:
-            check_device(a.device)
+            resolve_device(a.device)
         except RuntimeError as exc:
             print(f"python -m snnlib.bench: {exc}", file=sys.stderr)
             return 2
@@ -649,7 +636,7 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown modes {bad}; choose from {list(MODES)}")
     try:
-        check_device(a.device)
+        resolve_device(a.device)
     except RuntimeError as exc:
         print(f"python -m snnlib.bench: {exc}", file=sys.stderr)
         return 2

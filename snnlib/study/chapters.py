@@ -38,7 +38,8 @@ from ..stats import Accuracy, accuracy_from_outcomes
 from .cache import ArtifactCache
 from .claims import PAPER_TABLE_I
 from .formatting import format_percent
-from .pipeline import ModelSet, build_models, resolve_device
+from ..machine import resolve_device
+from .pipeline import ModelSet, build_models
 from .profiles import KNOWN_PARAMS, ProfileError, main_eps, validate_overrides  # noqa: F401 (main_eps: the notebooks' E.main_eps)
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
                       CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,

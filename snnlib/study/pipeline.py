@@ -35,6 +35,7 @@ from .. import data as D
 from ..convert import balance_thresholds, scale_thresholds
 from ..encoding import PoissonEncoder
 from ..files import atomic_save_torch
+from ..machine import resolve_device
 from ..models import VGG, SpikingVGG, build_ann, check_arch
 from ..robustness.prediction import predict, predict_draws
 from ..seeding import derive_seed, generator
@@ -42,7 +43,7 @@ from ..train import CorruptCheckpoint, TrainConfig, train_ann, train_snn
 from .cache import ArtifactCache
 from .profiles import KNOWN_PARAMS, ProfileError, pipeline_checks
 
-__all__ = ["ModelSet", "build_models", "resolve_device", "PIPELINE_KEYS", "validation_split", "ann_train_config",
+__all__ = ["ModelSet", "build_models", "PIPELINE_KEYS", "validation_split", "ann_train_config",
            "snn_train_config", "artifact_configs", "compute_record", "accuracy_matched_epoch", "accuracy_matched_ann",
            "check_pipeline_params"]
 
@@ -66,17 +67,6 @@ VALIDATION_SEED = 0
 VALIDATION_DRAWS = 1
 #: file name of the ANN's weights after epoch e inside its cache entry
 _SNAPSHOT = "epochs/epoch_{:04d}.pt"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is a clear error."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu' or 'auto'")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    return torch.device(device)
 
 
 @dataclass

@@ -40,12 +40,13 @@ def test_a_missing_gpu_or_unknown_device_is_a_clear_error(monkeypatch):
     import sys
 
     import torch
-    from snnlib.bench.throughput import check_device
+    from snnlib.machine import resolve_device
     with pytest.raises(ValueError, match="device must be one of"):
         measure("snn_infer", T=6, batch=2, device="tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="no CUDA GPU here.*--device cpu"):
-        check_device("cuda")
+    with pytest.raises(RuntimeError, match="no CUDA GPU here.*device 'cpu'"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu" and resolve_device(None).type == "cpu"   # auto falls back
     if not torch.cuda.is_available():        # the CLI says so in one line, exit code 2, no traceback
         p = subprocess.run([sys.executable, "-m", "snnlib.bench", "--device", "cuda", "--modes", "ann_infer"],
                            capture_output=True, text=True, timeout=300)
