@@ -366,6 +366,41 @@ class _Plan:
             return self._scaled(nb, float(e["wall_time_s"]), "last run (runner)", e.get("parameters"))
         return self._scaled(nb, self.profile["estimate_s"][nb], "profile estimate", None)
 
+    def uncached_seeds(self, notebooks: Sequence[str]) -> list[int]:
+        """Model seeds whose trained models (ANN, thresholds, SNN-BP for this plan's training parameters and thread
+        count) are not all in the cache, so the first of ``notebooks`` that needs models trains them; empty when
+        none needs models or the data cannot be read (the data checks say why)."""
+        from .cache import ArtifactCache
+        from .pipeline import artifact_configs
+
+        model_nbs = [nb for nb in notebooks if nb not in AGGREGATE_NOTEBOOKS]
+        if not model_nbs:
+            return []
+        p = self.profile["notebooks"][model_nbs[0]]
+        cache = ArtifactCache(self.unit_cache or self.cache_dir)
+        missing = []
+        for seed in p["model_seeds"][:2]:
+            try:
+                cfgs = artifact_configs(p, seed, threads=self.threads)
+            except Exception:  # noqa: BLE001 - no data or no GPU: the run's own checks report it
+                return []
+            if not all(cache.has(kind, cfgs[name]) for kind, name in
+                       (("ann", "ANN"), ("thresholds", "SNN-conv"), ("snn_bp", "SNN-BP"))):
+                missing.append(int(seed))
+        return missing
+
+    def training_estimate(self, seeds: Sequence[int]) -> float:
+        """Seconds to train the models of ``seeds``: 01_models' estimate times its training share by the rough
+        cost model (which counts two seeds)."""
+        if not seeds:
+            return 0.0
+        p = self.profile["notebooks"]["01_models"]
+        try:
+            share = _profiles.training_cost_units(p) / _profiles.cost_units("01_models", p)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return 0.0
+        return self.estimate("01_models")[0] * share * len(seeds) / 2.0
+
     @property
     def base_profile(self) -> dict[str, Any]:
         """The profile without this plan's overrides."""
@@ -600,10 +635,17 @@ class _Plan:
                                     else None},
                               estimate_s=est_train))
         nb_ids = [f"nb/{nb}" for nb in todo]
+        trains_first = None
+        if not self.train_units and "01_models" not in todo:
+            seeds = self.uncached_seeds(todo)
+            trains_first = (next(nb for nb in todo if nb not in AGGREGATE_NOTEBOOKS), self.training_estimate(seeds)) \
+                if seeds else None
         for nb in todo:
             after = tuple(i for i in nb_ids if i != f"nb/{nb}") \
                 if nb in AGGREGATE_NOTEBOOKS else ()
             est, _ = self.estimate(nb)
+            if trains_first and trains_first[0] == nb:
+                est += trains_first[1]
             units.append(Unit(
                 id=f"nb/{nb}", kind=NOTEBOOK, label=nb, env=env, notebook=nb,
                 deps=tuple(needs.get(nb, ())), after=after, estimate_s=est,
@@ -686,13 +728,22 @@ def _print_plan(plan: _Plan, out=None) -> float:
             src += "; MISSING notebook"
         total += est
         rows.append((str(i), nb, _fmt_s(est), src, spec))
+    todo = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
+    seeds = [] if "01_models" in todo else plan.uncached_seeds(todo)
+    if seeds:   # 01_models' estimate holds training; without it, the first notebook that needs models trains them
+        est = plan.training_estimate(seeds)
+        total += est
+        first = next(nb for nb in todo if nb not in AGGREGATE_NOTEBOOKS)
+        rows.insert(0, ("+", "(training)", _fmt_s(est),
+                        f"01_models' training share: models of seed(s) {', '.join(map(str, seeds))} not in the cache",
+                        f"trained first by {first}"))
     head = ("#", "notebook", "estimate", "from", "notebook parameters")
     widths = [max(len(r[c]) for r in [head, *rows]) for c in range(4)]
     w("\n")
     for r in [head, *rows]:
         w("  ".join(f"{r[c]:<{widths[c]}}" for c in range(4)) + "  " + r[4] + "\n")
-    w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)\n")
-    todo = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
+    w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)"
+      + (", training included" if seeds else "") + "\n")
     big = plan.over_budget_text(todo)
     if big:
         w(f"note: {big}; the run asks for --yes\n")

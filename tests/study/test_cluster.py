@@ -299,11 +299,13 @@ class _EndedJob:
         return True, {"ok": 1}
 
 
-def test_a_job_that_accounting_reports_ended_without_its_result(tmp_path):
+def test_a_job_that_accounting_reports_ended_without_its_result(tmp_path, monkeypatch):
     """With accounting submitit calls a job done once sacct says it ended; the executor does not block in
     job.result() (submitit sleeps up to 15 s for a missing result file) but polls for gone_grace_s, then reports the
     job's state from accounting and the tail of its log; a result file that appears within the grace is used."""
     pytest.importorskip("submitit")
+    fake = _fake_slurm_bin(tmp_path / "bin", "exit 1\n")     # submitit only checks that srun exists
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     ex = X.SlurmExecutor(str(tmp_path / "_slurm"), poll_s=0.05, gone_grace_s=0.5)
     job = _EndedJob(tmp_path, "OUT_OF_MEMORY")
     job.paths.stderr.write_text("start\nsrun: error: localhost: task 0: Out Of Memory\n\nslurmstepd: error: "

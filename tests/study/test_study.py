@@ -130,6 +130,28 @@ def test_dry_run_uses_last_wall_time_and_only(capsys, tmp_path, book):
     assert "Total estimate: 3m 03s for 2 notebook(s)" in out   # 123 s + smoke's 60 s
 
 
+def test_dry_run_adds_training_when_the_models_are_not_cached(capsys, tmp_path, book, monkeypatch):
+    """Without 01_models, the first notebook that needs models trains them when the cache lacks them: the plan
+    says so and counts 01_models' training share (half per seed) in the total; with the models cached it does not."""
+    from snnlib.study import cli
+    from snnlib.study.cache import ArtifactCache
+    from snnlib.study.profiles import cost_units, load_profile, training_cost_units
+
+    assert main(_args(tmp_path, book, "--dry-run", "--only", "05,07")) == 0
+    out = capsys.readouterr().out
+    p = load_profile("smoke")
+    share = training_cost_units(p["notebooks"]["01_models"]) / cost_units("01_models", p["notebooks"]["01_models"])
+    train_s = p["estimate_s"]["01_models"] * share
+    assert "(training)" in out and "seed(s) 0, 1 not in the cache" in out and "trained first by 05_attack_source" in out
+    total = train_s + p["estimate_s"]["05_attack_source"] + p["estimate_s"]["07_summary"]
+    assert f"Total estimate: {cli._fmt_s(total)} for 2 notebook(s), training included" in out
+
+    monkeypatch.setattr(ArtifactCache, "has", lambda self, kind, config: True)
+    assert main(_args(tmp_path, book, "--dry-run", "--only", "05,07")) == 0
+    out = capsys.readouterr().out
+    assert "(training)" not in out and "training included" not in out
+
+
 def test_profiles_and_parameters_cell_commands(capsys):
     assert main(["profiles"]) == 0
     assert "laptop" in capsys.readouterr().out
