@@ -218,7 +218,8 @@ class Context:
             data=dict(test=self.test.info(), attack=self.attack_split.info() if self.attack_split else None,
                       train=self.models[0].info["train_data"]),
             scale_note=self.scale_note(), device=str(self.device), results=results,
-            wall_time_s=time.time() - self.started, **provenance())
+            wall_time_s=time.time() - self.started,
+            models={f"seed {m.seed}": m.fingerprint() for m in self.models}, **provenance())
 
     def save(self, results) -> str:
         """Write ``<results_dir>/<notebook>.json`` (:func:`snnlib.study.records.write_record`); returns the path."""

@@ -833,6 +833,7 @@ class _Printer:
         self.current: Any = None
         self.entries: dict[str, dict[str, Any]] = {}
         self.local = plan.executor == "local"
+        self.warned_models: set[str] = set()
 
     def tag(self, st) -> str:
         return f"[{self.index[st.unit.id]}/{self.n}] {st.unit.label}"
@@ -865,6 +866,18 @@ class _Printer:
               f"{'y' if self.plan.retries + 1 - st.attempts == 1 else 'ies'} left)",
               file=sys.stderr, flush=True)
 
+    def warn_mixed_models(self) -> None:
+        """A warning, once per disagreement, when the chapters in the results folder used different trained models
+        (e.g. one chapter re-run on another machine, whose float rounding trains other weights from the same seed)."""
+        from .results import model_mismatches
+
+        for line in model_mismatches(self.plan.results_dir):
+            if line not in self.warned_models:
+                self.warned_models.add(line)
+                print(f"warning: the chapters in {_rel(self.plan.results_dir, self.plan.root)} used different "
+                      f"trained models ({line}); their numbers are not from one run: re-run the whole profile "
+                      "(the summary's provenance table says so too)", file=sys.stderr, flush=True)
+
     def finished(self, st) -> None:
         from .executors import OK
 
@@ -888,6 +901,8 @@ class _Printer:
             host = f" on {st.result['host']}" if not self.local and st.result.get("host") else ""
             print(f"{self.tag(st)}: ok in {_fmt_s(wall)}{what}{host} "
                   f"(elapsed {_fmt_s(time.monotonic() - self.t_start)})", flush=True)
+            if u.kind != "train":
+                self.warn_mixed_models()
             return
         err = st.error
         if entry is not None:

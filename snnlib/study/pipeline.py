@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from ..train import CorruptCheckpoint, TrainConfig, train_ann, train_snn
 from .cache import ArtifactCache
 from .profiles import KNOWN_PARAMS, ProfileError, pipeline_checks
 
-__all__ = ["ModelSet", "build_models", "PIPELINE_KEYS", "validation_split", "ann_train_config",
+__all__ = ["ModelSet", "build_models", "weights_digest", "PIPELINE_KEYS", "validation_split", "ann_train_config",
            "snn_train_config", "artifact_configs", "compute_record", "accuracy_matched_epoch", "accuracy_matched_ann",
            "check_pipeline_params"]
 
@@ -69,6 +70,18 @@ VALIDATION_DRAWS = 1
 _SNAPSHOT = "epochs/epoch_{:04d}.pt"
 
 
+def weights_digest(model: nn.Module) -> str:
+    """The first 16 hex digits of a SHA-256 over ``model``'s state dict (each tensor's name, dtype, shape and bytes,
+    in name order; a SpikingVGG's thresholds included).  The same recipe and seed trained on another kind of CPU
+    (or GPU) gives other last bits, which training amplifies: the digest tells such models apart."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class ModelSet:
     """The three model kinds trained from one seed.  ``snn_conv`` shares ``ann``'s weights; ``snn_bp`` has its own.
@@ -86,6 +99,10 @@ class ModelSet:
 
     def kinds(self) -> Dict[str, torch.nn.Module]:
         return {"ANN": self.ann, "SNN-conv": self.snn_conv, "SNN-BP": self.snn_bp}
+
+    def fingerprint(self) -> Dict[str, str]:
+        """{kind: :func:`weights_digest`} of the three models: equal fingerprints, the same trained models."""
+        return {kind: weights_digest(model) for kind, model in self.kinds().items()}
 
     @property
     def ann_history(self) -> Optional[Dict[str, list]]:

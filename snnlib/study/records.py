@@ -484,7 +484,8 @@ class ChapterFile:
     """One chapter's results file: the typed ``results`` plus parameters, data, scale note and provenance.
 
     wall_time_s: the notebook's own wall time (seconds); machine / versions / commit / timestamp as written by
-    :func:`snnlib.study.results.provenance`.
+    :func:`snnlib.study.results.provenance`; models: {"seed S": {kind: weights digest}} of the trained models the
+    chapter used (:meth:`snnlib.study.pipeline.ModelSet.fingerprint`; None in files written before it existed).
     """
 
     notebook: str
@@ -500,6 +501,7 @@ class ChapterFile:
     machine: Dict[str, Any]
     git_commit: Optional[str]
     timestamp_utc: str
+    models: Optional[Dict[str, Dict[str, str]]] = None
     schema_version: int = SCHEMA_VERSION
 
 

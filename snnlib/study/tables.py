@@ -25,7 +25,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
-           "provenance_table", "models_glue",
+           "provenance_table", "models_caption", "models_glue",
            "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
@@ -494,11 +494,31 @@ def provenance_table(results_dir: Union[str, Path], skip: Sequence[str] = ("07_s
     prov = [r for r in run_provenance(results_dir) if r["notebook"] not in skip]
     rows = [[r["notebook"], format_duration(r["wall_time_s"]), format_duration(r["runner_wall_time_s"]),
              r["device"], f"{r['cpu_count']} / {r['torch_threads']}", r["torch_version"], r["git_commit"],
-             (r["timestamp_utc"] or "")[:16].replace("T", " ")] for r in prov]
+             (r["timestamp_utc"] or "")[:16].replace("T", " "), r["models"] or "not recorded"] for r in prov]
     total = sum(r["wall_time_s"] or 0 for r in prov)
-    rows.append(["**total**", format_duration(total), "", "", "", "", "", ""])
+    rows.append(["**total**", format_duration(total), "", "", "", "", "", "", ""])
     return Table(rows, ["chapter", "wall time", "runner", "device", "CPUs / torch threads", "torch", "commit",
-                        "finished (UTC)"])
+                        "finished (UTC)", "models"], models_caption(results_dir, skip))
+
+
+def models_caption(results_dir: Union[str, Path], skip: Sequence[str] = ("07_summary",)) -> str:
+    """Whether the chapters of a run used the same trained models (the provenance table's caption)."""
+    from .results import model_fingerprints, model_mismatches
+    prints = {nb: m for nb, m in model_fingerprints(results_dir).items() if nb not in skip}
+    missing = [nb for nb, m in prints.items() if m is None]
+    bad = model_mismatches(results_dir)
+    if bad:
+        return ("**The chapters used different trained models** (the same seed and kind with different weights: "
+                "different training runs, e.g. on different machines), so numbers from different chapters are not "
+                "from one run: " + "; ".join(bad) + ". Re-run the whole profile to make them one run.")
+    if len(missing) == len(prints):
+        return ("models: the chapters of this run predate the model fingerprints, so the table cannot show that "
+                "they used the same trained models; the device column shows where each was computed.")
+    text = (f"models: a short id of the trained models' weights; the {len(prints) - len(missing)} chapters that "
+            "record it used the same ones.")
+    if missing:
+        text += f" Not recorded (written before the fingerprints existed): {', '.join(missing)}."
+    return text
 
 
 # ------------------------------------------------------------------------------------------------- appendix

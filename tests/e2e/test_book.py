@@ -76,6 +76,11 @@ def test_every_chapter_writes_results_json(smoke):
             assert data["wall_time_s"] > 0
             assert data["parameters"]["n_test"] == 64
             assert "shipped real subset" in data["scale_note"] or "torchvision" in data["scale_note"]
+            assert set(data["models"]) == {"seed 0", "seed 1"}                   # the trained models' fingerprints
+            assert all(len(d) == 16 for kinds in data["models"].values() for d in kinds.values())
+    from snnlib.study.results import model_mismatches
+    assert model_mismatches(smoke["results"]) == []           # one training run: every chapter used the same models
+    assert "used different trained models" not in smoke["proc"].stderr
 
 
 def test_summary_verdicts_come_from_the_numbers(smoke):

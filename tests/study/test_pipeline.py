@@ -13,7 +13,7 @@ from snnlib.models import SpikingVGG, build_ann
 from snnlib.study.cache import ArtifactCache, config_key
 from snnlib.study.pipeline import (PIPELINE_KEYS, ModelSet, accuracy_matched_ann, accuracy_matched_epoch,
                                    ann_train_config, artifact_configs, build_models, check_pipeline_params,
-                                   validation_split)
+                                   validation_split, weights_digest)
 from snnlib.study.profiles import ProfileError, load_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -207,6 +207,23 @@ def test_build_models_keeps_epochs_validates_and_loads_back(tiny_params, tmp_pat
     assert _state_equal(fresh.ann_at_epoch(1).state_dict(), first.state_dict())
     assert _state_equal(fresh.snn_bp.net.state_dict(), ms.snn_bp.net.state_dict())
     assert fresh.snn_bp_history["val_acc"] == bp["val_acc"] and fresh.ann_history["val_acc"] == h["val_acc"]
+    assert fresh.fingerprint() == again.fingerprint() == ms.fingerprint()          # what the chapters record
+    assert len(set(ms.fingerprint().values())) == 3        # SNN-conv: the ANN's weights plus its thresholds
+
+
+def test_weights_digest_sees_one_ulp_and_the_thresholds():
+    import copy
+    ann = build_ann("vgg5", seed=0)
+    twin = copy.deepcopy(ann)
+    assert weights_digest(ann) == weights_digest(twin) and len(weights_digest(ann)) == 16
+    w = next(twin.parameters())
+    with torch.no_grad():                                  # one weight moved by one float32 ulp
+        w.view(-1)[7] = torch.nextafter(w.view(-1)[7], torch.tensor(float("inf")))
+    assert weights_digest(twin) != weights_digest(ann)
+    a = SpikingVGG(ann, [1.0] * 5, T=4)
+    b = SpikingVGG(copy.deepcopy(ann), [1.0] * 4 + [1.5], T=4)
+    assert weights_digest(a) != weights_digest(b) != weights_digest(ann)
+    assert weights_digest(SpikingVGG(copy.deepcopy(ann), [1.0] * 5, T=8)) == weights_digest(a)   # T is a setting
 
 
 def test_the_cache_keys_hold_the_thread_count_the_models_were_trained_with(tiny_params, tmp_path):

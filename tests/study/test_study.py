@@ -353,3 +353,24 @@ def test_cuda_profile_without_gpu_is_refused(capsys, tmp_path, book):
     assert "device=cuda" in capsys.readouterr().err
     assert main(_args(tmp_path, book, "--profile", "paper", "--dry-run")) == 0
     assert "no CUDA GPU" in capsys.readouterr().out
+
+
+def test_the_runner_warns_once_when_the_chapters_used_different_models(tmp_path, capsys):
+    """A chapter re-run alone on another machine trains other weights from the same seed: after each notebook the
+    runner compares the results folder's model fingerprints and says so, once per disagreement."""
+    from types import SimpleNamespace
+
+    def write(nb, digest):
+        (tmp_path / f"{nb}.json").write_text(json.dumps({"models": {"seed 0": {"ANN": digest}}}))
+
+    printer = study._Printer(SimpleNamespace(results_dir=tmp_path, root=tmp_path, executor="local"), [])
+    write("01_models", "a" * 16)
+    write("05_attack_source", "a" * 16)
+    printer.warn_mixed_models()
+    assert capsys.readouterr().err == ""
+    write("05_attack_source", "b" * 16)
+    printer.warn_mixed_models()
+    printer.warn_mixed_models()
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "used different trained models (seed 0 ANN: 01_models used" in err
+    assert "re-run the whole profile" in err

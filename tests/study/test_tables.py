@@ -139,6 +139,31 @@ def test_provenance_table_sums_the_chapters(tmp_path):
     assert t.rows[-1][1] == "2m 05s" and t.rows[0][1] == "1m 00s"
 
 
+def test_provenance_table_shows_whether_the_chapters_used_the_same_models(tmp_path):
+    same = {"seed 0": {"ANN": "a" * 16, "SNN-BP": "b" * 16}}
+    other = {"seed 0": {"ANN": "c" * 16, "SNN-BP": "b" * 16}}
+
+    def write(nb, models):
+        (tmp_path / f"{nb}.json").write_text(json.dumps({"wall_time_s": 1.0, "models": models}))
+
+    write("01_models", None)                          # a chapter written before the fingerprints
+    write("02_discretization", None)
+    t = tables.provenance_table(tmp_path)
+    assert t.columns[-1] == "models" and t.rows[0][-1] == "not recorded" and "predate" in t.caption
+    write("01_models", same)
+    write("03_leak", same)
+    t = tables.provenance_table(tmp_path)
+    assert t.rows[0][-1] == t.rows[2][-1] != "not recorded" and len(t.rows[0][-1]) == 8
+    assert "the 2 chapters that record it used the same ones" in t.caption and "02_discretization" in t.caption
+    write("05_attack_source", other)                  # re-run alone, on another machine
+    t = tables.provenance_table(tmp_path)
+    assert t.rows[3][-1] != t.rows[0][-1]
+    from snnlib.study.results import model_mismatches
+    assert model_mismatches(tmp_path) == [f"seed 0 ANN: 01_models, 03_leak used {'a' * 16}; 05_attack_source "
+                                          f"used {'c' * 16}"]      # SNN-BP agrees, so only the ANN is named
+    assert t.caption.startswith("**The chapters used different trained models**") and "seed 0 ANN" in t.caption
+
+
 def test_bench_table_reproduces_the_published_appendix():
     path = ROOT / "results" / "bench" / "compare_cpu.json"
     if not path.is_file():
