@@ -219,7 +219,8 @@ class Context:
                       train=self.models[0].info["train_data"]),
             scale_note=self.scale_note(), device=str(self.device), results=results,
             wall_time_s=time.time() - self.started,
-            models={f"seed {m.seed}": m.fingerprint() for m in self.models}, **provenance())
+            models={f"seed {m.seed}": m.fingerprint() for m in self.models},
+            training_s=sum(float(m.info.get("training_s") or 0.0) for m in self.models), **provenance())
 
     def save(self, results) -> str:
         """Write ``<results_dir>/<notebook>.json`` (:func:`snnlib.study.records.write_record`); returns the path."""

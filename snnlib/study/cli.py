@@ -360,7 +360,11 @@ class _Plan:
         model from the parameters it was measured (or estimated) with to this plan's."""
         res = _read_json(self.results_dir / f"{nb}.json")
         if res and isinstance(res.get("wall_time_s"), (int, float)):
-            return self._scaled(nb, float(res["wall_time_s"]), "last run", res.get("parameters"))
+            wall, src = float(res["wall_time_s"]), "last run"
+            trained = res.get("training_s")
+            if isinstance(trained, (int, float)) and trained > 0:       # training is estimated on its own
+                wall, src = max(wall - float(trained), 0.0), "last run without its training"
+            return self._scaled(nb, wall, src, res.get("parameters"))
         e = self.log_entry(nb)
         if isinstance(e.get("wall_time_s"), (int, float)):
             return self._scaled(nb, float(e["wall_time_s"]), "last run (runner)", e.get("parameters"))
@@ -389,6 +393,23 @@ class _Plan:
                 missing.append(int(seed))
         return missing
 
+    def estimate_has_training(self, nb: str) -> bool:
+        """Whether :meth:`estimate` of ``nb`` already holds the training of the models: 01_models' estimate from
+        the profile or from a run recorded before chapters recorded their training time."""
+        if nb != "01_models":
+            return False
+        res = _read_json(self.results_dir / f"{nb}.json") or {}
+        return not isinstance(res.get("training_s"), (int, float))
+
+    def training_step(self, todo: Sequence[str]) -> tuple[str, float, list[int]] | None:
+        """(first notebook that needs models, seconds, seeds) when ``todo`` must train models the cache lacks and no
+        notebook's estimate holds that training already; else None."""
+        first = next((nb for nb in todo if nb not in AGGREGATE_NOTEBOOKS), None)
+        if first is None or self.estimate_has_training(first):
+            return None
+        seeds = self.uncached_seeds(todo)
+        return (first, self.training_estimate(seeds), seeds) if seeds else None
+
     def training_estimate(self, seeds: Sequence[int]) -> float:
         """Seconds to train the models of ``seeds``: 01_models' estimate times its training share by the rough
         cost model (which counts two seeds)."""
@@ -399,7 +420,10 @@ class _Plan:
             share = _profiles.training_cost_units(p) / _profiles.cost_units("01_models", p)
         except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
             return 0.0
-        return self.estimate("01_models")[0] * share * len(seeds) / 2.0
+        est01 = self.estimate("01_models")[0]
+        if not self.estimate_has_training("01_models"):     # 01's own work without training: add it back
+            est01 = est01 / max(1.0 - share, 1e-6)
+        return est01 * share * len(seeds) / 2.0
 
     @property
     def base_profile(self) -> dict[str, Any]:
@@ -635,11 +659,7 @@ class _Plan:
                                     else None},
                               estimate_s=est_train))
         nb_ids = [f"nb/{nb}" for nb in todo]
-        trains_first = None
-        if not self.train_units and "01_models" not in todo:
-            seeds = self.uncached_seeds(todo)
-            trains_first = (next(nb for nb in todo if nb not in AGGREGATE_NOTEBOOKS), self.training_estimate(seeds)) \
-                if seeds else None
+        trains_first = None if self.train_units else self.training_step(todo)
         for nb in todo:
             after = tuple(i for i in nb_ids if i != f"nb/{nb}") \
                 if nb in AGGREGATE_NOTEBOOKS else ()
@@ -729,11 +749,10 @@ def _print_plan(plan: _Plan, out=None) -> float:
         total += est
         rows.append((str(i), nb, _fmt_s(est), src, spec))
     todo = [nb for nb in plan.notebooks if not (plan.args.resume and plan.is_done(nb))]
-    seeds = [] if "01_models" in todo else plan.uncached_seeds(todo)
-    if seeds:   # 01_models' estimate holds training; without it, the first notebook that needs models trains them
-        est = plan.training_estimate(seeds)
+    step = plan.training_step(todo)
+    if step:    # the first notebook that needs models trains those the cache lacks
+        first, est, seeds = step
         total += est
-        first = next(nb for nb in todo if nb not in AGGREGATE_NOTEBOOKS)
         rows.insert(0, ("+", "(training)", _fmt_s(est),
                         f"01_models' training share: models of seed(s) {', '.join(map(str, seeds))} not in the cache",
                         f"trained first by {first}"))
@@ -743,7 +762,7 @@ def _print_plan(plan: _Plan, out=None) -> float:
     for r in [head, *rows]:
         w("  ".join(f"{r[c]:<{widths[c]}}" for c in range(4)) + "  " + r[4] + "\n")
     w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)"
-      + (", training included" if seeds else "") + "\n")
+      + (", training included" if step else "") + "\n")
     big = plan.over_budget_text(todo)
     if big:
         w(f"note: {big}; the run asks for --yes\n")

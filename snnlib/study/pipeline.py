@@ -323,6 +323,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     full = D.load(p["dataset"], "train", n=p["n_train"], data_dir=p["data_dir"], source=p["data_source"])
     train, val = validation_split(full, p["val_images"])
     info: Dict[str, Any] = {"train_data": train.info(), "val_data": val.info(), "seed": seed, "device": str(device)}
+    spent = [0.0]                     # seconds this call spends training (0 when every model comes from the cache)
 
     # 1. ANN ------------------------------------------------------------------------------------------------
     ann_settings = ann_train_config(p, seed)
@@ -343,6 +344,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
             b = _best(hist["val_acc"])
             done += f"; best validation accuracy {100 * hist['val_acc'][b]:.1f} % at epoch {b + 1}, weights kept"
         log(f"trained {what} (seed {seed}, {done}) in {time.time() - t0:.0f} s")
+        spent[0] += time.time() - t0
         return {"model": {k: v.cpu() for k, v in net.state_dict().items()}, "history": hist,
                 "seconds": time.time() - t0}
 
@@ -377,6 +379,7 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
         t0 = time.time()
         th = balance_thresholds(ann, imgs.to(device), p["balance_T"], seed=seed)
         log(f"balanced thresholds (seed {seed}) in {time.time() - t0:.0f} s: {[round(t, 3) for t in th]}")
+        spent[0] += time.time() - t0
         return {"thresholds": th}
 
     th = list(cache.get_or_build("thresholds", th_cfg, build_thresholds)["thresholds"])
@@ -414,4 +417,5 @@ def build_models(params: Mapping[str, Any], seed: int, cache: Optional[ArtifactC
     info["ann_val_accuracy"] = ann_val[-1]            # the final ANN's
     info["configs"] = configs
     info["snn_bp_thresholds"] = bp_th
+    info["training_s"] = spent[0]
     return ModelSet(ann, snn_conv, snn_bp, seed, info, ann_snapshots=snapshots)

@@ -485,7 +485,9 @@ class ChapterFile:
 
     wall_time_s: the notebook's own wall time (seconds); machine / versions / commit / timestamp as written by
     :func:`snnlib.study.results.provenance`; models: {"seed S": {kind: weights digest}} of the trained models the
-    chapter used (:meth:`snnlib.study.pipeline.ModelSet.fingerprint`; None in files written before it existed).
+    chapter used (:meth:`snnlib.study.pipeline.ModelSet.fingerprint`; None in files written before it existed);
+    training_s: seconds of ``wall_time_s`` spent training those models (0 when all came from the artifact cache;
+    None in older files), so that the runner can estimate the chapter's own work apart from training.
     """
 
     notebook: str
@@ -502,6 +504,7 @@ class ChapterFile:
     git_commit: Optional[str]
     timestamp_utc: str
     models: Optional[Dict[str, Dict[str, str]]] = None
+    training_s: Optional[float] = None
     schema_version: int = SCHEMA_VERSION
 
 

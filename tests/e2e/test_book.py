@@ -78,6 +78,8 @@ def test_every_chapter_writes_results_json(smoke):
             assert "shipped real subset" in data["scale_note"] or "torchvision" in data["scale_note"]
             assert set(data["models"]) == {"seed 0", "seed 1"}                   # the trained models' fingerprints
             assert all(len(d) == 16 for kinds in data["models"].values() for d in kinds.values())
+            # the first chapter trains the models, the others load them from the cache
+            assert (data["training_s"] > 0) if nb == "01_models" else (data["training_s"] == 0)
     from snnlib.study.results import model_mismatches
     assert model_mismatches(smoke["results"]) == []           # one training run: every chapter used the same models
     assert "used different trained models" not in smoke["proc"].stderr

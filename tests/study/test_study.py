@@ -146,6 +146,21 @@ def test_dry_run_adds_training_when_the_models_are_not_cached(capsys, tmp_path, 
     total = train_s + p["estimate_s"]["05_attack_source"] + p["estimate_s"]["07_summary"]
     assert f"Total estimate: {cli._fmt_s(total)} for 2 notebook(s), training included" in out
 
+    # a chapter that recorded its training time is estimated without it; with 01_models in the plan, 01's estimate
+    # holds training (the profile's, or a record from before training_s) unless its record says how much
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "05_attack_source.json").write_text(json.dumps({"wall_time_s": 500.0, "training_s": 380.0}))
+    assert main(_args(tmp_path, book, "--dry-run", "--only", "01,05")) == 0
+    out = capsys.readouterr().out
+    assert "(training)" not in out and "2m 00s    last run without its training" in out
+    (res / "01_models.json").write_text(json.dumps({"wall_time_s": 100.0, "training_s": 60.0}))
+    assert main(_args(tmp_path, book, "--dry-run", "--only", "01,05")) == 0
+    out = capsys.readouterr().out
+    assert "(training)" in out and "trained first by 01_models" in out
+    t01 = 40.0 / (1 - share) * share                     # 01's own work (40 s) scaled back up to its training share
+    assert f"Total estimate: {cli._fmt_s(t01 + 40.0 + 120.0)} for 2 notebook(s), training included" in out
+
     monkeypatch.setattr(ArtifactCache, "has", lambda self, kind, config: True)
     assert main(_args(tmp_path, book, "--dry-run", "--only", "05,07")) == 0
     out = capsys.readouterr().out
