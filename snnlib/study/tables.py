@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from ..stats import accuracy_from_counts
 from .formatting import attack_label, format_accuracy, format_duration
-from .records import (TRAINED_T, ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
+from .records import (KINDS, TRAINED_T, ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
@@ -25,7 +25,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
-           "provenance_table", "models_caption", "models_glue",
+           "provenance_table", "models_caption", "model_consistency_table", "models_glue",
            "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
@@ -519,6 +519,40 @@ def models_caption(results_dir: Union[str, Path], skip: Sequence[str] = ("07_sum
     if missing:
         text += f" Not recorded (written before the fingerprints existed): {', '.join(missing)}."
     return text
+
+
+def model_consistency_table(results_dir: Union[str, Path]) -> Table:
+    """Whether every chapter scored the same trained models: each chapter's clean outcomes of the base models against
+    the reference chapter's (:func:`snnlib.study.consistency.clean_agreement`), one row per chapter."""
+    from .consistency import clean_agreement
+    from .records import load_study
+    rows_by: Dict[str, list] = {}
+    for a in clean_agreement(load_study(results_dir)):
+        rows_by.setdefault(a.chapter, []).append(a)
+    rows, bad = [], []
+    for chapter, agreements in rows_by.items():
+        agree, compared = sum(a.agree for a in agreements), sum(a.compared for a in agreements)
+        kinds = [k for k in KINDS if any(a.kind == k for a in agreements)]
+        seeds = sorted({a.seed for a in agreements})
+        models = f"{', '.join(kinds)} (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))})"
+        levels = sorted({a.level for a in agreements})
+        unit = " / ".join({"draws": "image-draws", "majority": "images (majority)"}[lv] for lv in levels)
+        rows.append([chapter, models, f"{compared:,} {unit}", f"{agree:,}", f"{100.0 * agree / compared:.2f} %"])
+        bad += [f"{a.chapter} {a.kind} (seed {a.seed}): {a.compared - a.agree} of {a.compared}" for a in agreements
+                if a.agree < a.compared]
+    reference = sorted({a.reference for agreements in rows_by.values() for a in agreements})
+    if not rows:
+        caption = "No two chapters scored the same model on the same images, so there is nothing to compare."
+    elif bad:
+        caption = ("**Some chapters scored other trained models** (their clean outcomes differ from those of "
+                   f"{', '.join(reference)} on the same images and draws): " + "; ".join(bad) + ". Their numbers "
+                   "come from another training run; re-run the whole profile to make the run one.")
+    else:
+        caption = (f"Clean outcomes of each base model in each chapter against those of {', '.join(reference)}, on the images "
+                   "both scored, draw by draw where the draws match (else each image's majority vote): all agree, "
+                   "so every chapter used the same trained models.")
+    return Table(rows, ["chapter", "models", "outcomes compared", "agree", "share"], caption,
+                 ["l", "l", "r", "r", "r"])
 
 
 # ------------------------------------------------------------------------------------------------- appendix

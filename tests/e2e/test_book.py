@@ -82,6 +82,10 @@ def test_every_chapter_writes_results_json(smoke):
             assert (data["training_s"] > 0) if nb == "01_models" else (data["training_s"] == 0)
     from snnlib.study.results import model_mismatches
     assert model_mismatches(smoke["results"]) == []           # one training run: every chapter used the same models
+    from snnlib.study.consistency import clean_agreement
+    from snnlib.study.records import load_study
+    rows = clean_agreement(load_study(smoke["results"]))      # and the same clean outcomes, image by image and draw
+    assert rows and all(a.agree == a.compared for a in rows)
     assert "used different trained models" not in smoke["proc"].stderr
 
 
