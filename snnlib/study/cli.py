@@ -888,9 +888,18 @@ class _Printer:
     def warn_mixed_models(self) -> None:
         """A warning, once per disagreement, when the chapters in the results folder used different trained models
         (e.g. one chapter re-run on another machine, whose float rounding trains other weights from the same seed)."""
+        from .consistency import clean_agreement
+        from .records import RecordError, load_study
         from .results import model_mismatches
 
-        for line in model_mismatches(self.plan.results_dir):
+        lines = model_mismatches(self.plan.results_dir)
+        try:        # chapters written before the fingerprints: their clean outcomes tell as well
+            lines += [f"{a.chapter} {a.kind} seed {a.seed}: {a.compared - a.agree} of {a.compared} clean outcomes "
+                      f"differ from {a.reference}'s" for a in clean_agreement(load_study(self.plan.results_dir))
+                      if a.agree < a.compared]
+        except (RecordError, OSError, ValueError, KeyError):
+            pass        # an unreadable results file is reported by the summary
+        for line in lines:
             if line not in self.warned_models:
                 self.warned_models.add(line)
                 print(f"warning: the chapters in {_rel(self.plan.results_dir, self.plan.root)} used different "

@@ -389,3 +389,25 @@ def test_the_runner_warns_once_when_the_chapters_used_different_models(tmp_path,
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "used different trained models (seed 0 ANN: 01_models used" in err
     assert "re-run the whole profile" in err
+
+
+def test_the_runner_warns_when_clean_outcomes_show_other_models(tmp_path, capsys):
+    """Chapters written before the fingerprints: a chapter whose clean outcomes of a base model differ from
+    chapter 1's (another training run, e.g. a --resume that kept an older machine's chapters) is named too."""
+    import sys
+    from types import SimpleNamespace
+
+    from snnlib.study import records as R
+    sys.path.insert(0, str(Path(__file__).parent))
+    from study_factories import chapter_file
+    from test_consistency import REF, _clean, _study
+
+    run = _study(_clean(~REF))
+    for nb, res in (("01_models", run.models), ("05_attack_source", run.attack_source)):
+        f = chapter_file(nb, res)
+        f.parameters.update(T_conv=64, leak_bp=0.99)
+        R.write_record(tmp_path, f)
+    printer = study._Printer(SimpleNamespace(results_dir=tmp_path, root=tmp_path, executor="local"), [])
+    printer.warn_mixed_models()
+    err = capsys.readouterr().err
+    assert "05_attack_source SNN-BP seed 0: 200 of 200 clean outcomes differ from 01_models's" in err
