@@ -37,9 +37,9 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from ..machine import DEVICES, cpu_name, load_average, resolve_device
+from ..machine import DEVICES, cpu_name, load_average, resolve_device, utc_now
 
-__all__ = ["MODES", "DEVICES", "measure", "run_benchmarks", "machine_info", "format_table", "main",
+__all__ = ["MODES", "DEVICES", "build_step", "measure", "run_benchmarks", "machine_info", "format_table", "main",
            "compare_benchmarks", "measure_compare", "format_compare"]
 
 #: where the benchmarks run: this machine's CPU, or its first CUDA GPU
@@ -93,34 +93,19 @@ def machine_info(threads: Optional[int] = None, device: str = "cpu") -> dict:
     return out
 
 
-def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, threads: Optional[int] = None,
-            seconds: float = 4.0, min_iters: int = 3, warmup: Optional[int] = None, seed: int = 0,
-            lif_backend: Optional[str] = None, precision: str = "fp32",
-            grad_time_chunk: Optional[int] = None, device: str = "cpu") -> dict:
-    """Time one mode in the current process; returns {mode, rate, unit, iters, seconds, rss/peak in MB, ...}.
-
-    lif_backend: ``snnlib.neurons.set_lif_backend`` setting for the SNN modes (None = leave as is); its one-off
-    compilation, if any, happens in the warm-up and is reported as ``warmup_s``.
-    precision: ``SpikingVGG``'s arithmetic for the SNN modes, "fp32" or "bf16" (the ANN modes stay fp32);
-    grad_time_chunk: ``SpikingVGG``'s checkpointed time pieces for the gradient modes (None: the whole sequence).
-    device: "cpu" or "cuda" (model and data on the GPU, every step timed to its end, ``gpu_peak_mb`` the GPU
-    memory the timed steps allocated at most above what was allocated before them).
-    """
+def build_step(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, seed: int = 0,
+               precision: str = "fp32", grad_time_chunk: Optional[int] = None, device: str = "cpu"):
+    """(step, images x timesteps per step) of one benchmark mode: ``step()`` runs one inference, training or
+    attack-gradient step of ``model`` on a seeded random batch (N, 3, 32, 32) on ``device``."""
     import torch
     import torch.nn.functional as F
 
     from ..models import SpikingVGG, build_ann, check_precision
-    from ..neurons import get_lif_backend, set_lif_backend
 
     check_precision(precision)
-    if lif_backend is not None:
-        set_lif_backend(lif_backend)
-
     if mode not in MODES:
         raise ValueError(f"unknown benchmark mode {mode!r}; choose from {sorted(MODES)}")
     dev = resolve_device(device)
-    if threads is not None:
-        torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     net = build_ann(model, seed=seed)
     x = torch.rand(batch, 3, 32, 32).to(dev)
@@ -140,6 +125,7 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
         eps, alpha = 8 / 255, 2 / 255
     elif mode == "snn_bptt":
         opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=5e-4, amsgrad=True)
+    x_adv = [x.clone()]
 
     def step():
         if mode.endswith("infer"):
@@ -158,7 +144,34 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
         opt.step()
         return loss
 
-    x_adv = [x.clone()]
+    return step, per_iter
+
+
+def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, threads: Optional[int] = None,
+            seconds: float = 4.0, min_iters: int = 3, warmup: Optional[int] = None, seed: int = 0,
+            lif_backend: Optional[str] = None, precision: str = "fp32",
+            grad_time_chunk: Optional[int] = None, device: str = "cpu") -> dict:
+    """Time one mode in the current process; returns {mode, rate, unit, iters, seconds, rss/peak in MB, ...}.
+
+    lif_backend: ``snnlib.neurons.set_lif_backend`` setting for the SNN modes (None = leave as is); its one-off
+    compilation, if any, happens in the warm-up and is reported as ``warmup_s``.
+    precision: ``SpikingVGG``'s arithmetic for the SNN modes, "fp32" or "bf16" (the ANN modes stay fp32);
+    grad_time_chunk: ``SpikingVGG``'s checkpointed time pieces for the gradient modes (None: the whole sequence).
+    device: "cpu" or "cuda" (model and data on the GPU, every step timed to its end, ``gpu_peak_mb`` the GPU
+    memory the timed steps allocated at most above what was allocated before them).
+    """
+    import torch
+
+    from ..models import check_arch
+    from ..neurons import get_lif_backend, set_lif_backend
+
+    if lif_backend is not None:
+        set_lif_backend(lif_backend)
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    step, per_iter = build_step(mode, model, T, batch, seed, precision, grad_time_chunk, device)
+    arch = check_arch(model)
     if warmup is None:  # the first calls build oneDNN primitives and grow the allocator's pools
         warmup = 3 if mode.startswith("ann") else 1
     rss0 = _rss_bytes()
@@ -182,7 +195,7 @@ def measure(mode: str, model: str = "vgg5", T: int = 25, batch: int = 64, thread
     peak = _peak_rss_bytes()
     mb = 1024.0 ** 2
     gpu_peak = round((torch.cuda.max_memory_allocated(dev) - gpu0) / mb, 1) if dev.type == "cuda" else None
-    return dict(mode=mode, description=MODES[mode][0], unit=MODES[mode][1], model=net.arch, T=T if mode.startswith("snn") else None,
+    return dict(mode=mode, description=MODES[mode][0], unit=MODES[mode][1], model=arch, T=T if mode.startswith("snn") else None,
                 batch=batch, threads=torch.get_num_threads(), lif_backend=get_lif_backend(), iters=len(times), seconds=round(total, 3),
                 warmup_s=round(warm_s, 3), rate=per_iter * len(times) / total, best_rate=per_iter / best,
                 rss_before_mb=round(rss0 / mb, 1), peak_rss_mb=round(peak / mb, 1),
@@ -597,6 +610,9 @@ def main(argv=None) -> int:
     ap.add_argument("--peak", action="store_true",
                     help="also measure the fp32 matrix-multiply rate and report each mode's share of it "
                          "(snnlib.bench.flops)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instead of timing, profile each mode (torch.profiler, CPU) and split its time into "
+                         "convolutions and matrix products, pooling and the rest (snnlib.bench.breakdown)")
     a = ap.parse_args(argv)
     if a.compare:
         from .compare import CompareUnavailable, require_packages
@@ -640,6 +656,16 @@ def main(argv=None) -> int:
     except RuntimeError as exc:
         print(f"python -m snnlib.bench: {exc}", file=sys.stderr)
         return 2
+    if a.breakdown:
+        if a.device != "cpu":
+            ap.error("--breakdown profiles the CPU; leave out --device cuda")
+        from .breakdown import breakdown, format_breakdown
+        rows = [breakdown(m, a.model, a.T, a.batch, threads=a.threads) for m in modes]
+        print(format_breakdown(rows))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(dict(machine=machine_info(a.threads), measured_utc=utc_now(), rows=rows), f, indent=2)
+        return 0
     report = run_benchmarks(modes, a.model, a.T, a.batch, a.threads, a.seconds, a.min_iters, a.lif_backend,
                             precision=a.precision, grad_time_chunk=a.grad_time_chunk, device=a.device)
     print(format_table(report))

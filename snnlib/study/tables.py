@@ -25,7 +25,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
-           "provenance_table", "models_caption", "model_consistency_table", "models_glue",
+           "provenance_table", "breakdown_table", "models_caption", "model_consistency_table", "models_glue",
            "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
@@ -576,6 +576,35 @@ def _read_data_json(path: Union[str, Path], name: str, command: str) -> Dict[str
 def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
     """The speed comparison's JSON (``python -m snnlib.bench``)."""
     return _read_data_json(path, "bench_json", "python -m snnlib.bench")
+
+
+#: how the breakdown table names the benchmark modes
+BREAKDOWN_MODES = {"snn_infer": "SNN inference", "snn_bptt": "SNN BPTT step", "snn_attack": "SNN attack gradient",
+                   "ann_infer": "ANN inference", "ann_train": "ANN train step"}
+
+
+def breakdown_table(paths: Sequence[Union[str, Path]]) -> Table:
+    """Where each benchmark step's time goes (``python -m snnlib.bench --breakdown --json``), one row per mode and T
+    of the given files: dense arithmetic, pooling and the rest with its largest operators."""
+    from ..bench.breakdown import DENSE_OPS, POOL_OPS
+    rows, machines = [], []
+    for path in paths:
+        rep = _read_data_json(path, "breakdown_json", "python -m snnlib.bench --breakdown --json FILE")
+        m = rep.get("machine") or {}
+        when = (rep.get("measured_utc") or "")[:10]
+        machines.append(f"{m.get('cpu', '?')}, {m.get('threads', '?')} threads" + (f", {when}" if when else ""))
+        for r in rep["rows"]:
+            rest = [f"{n.replace('aten::', '')} {100 * v:.1f} %" for n, v in r["top"]
+                    if n not in DENSE_OPS and n not in POOL_OPS][:3]
+            sh = r["shares"]
+            rows.append([BREAKDOWN_MODES.get(r["mode"], r["mode"]), r["T"] if r["T"] is not None else "–", r["batch"],
+                         f"{100 * sh['dense']:.1f} %", f"{100 * sh['pooling']:.1f} %", f"{100 * sh['other']:.1f} %",
+                         ", ".join(rest)])
+    caption = ("Share of each step's profiled operator time (torch.profiler, CPU self time over 3 steps after a "
+               "warm-up): convolutions and matrix products (dense), pooling, and the rest with its largest operators. "
+               "Machine: " + "; ".join(dict.fromkeys(machines)) + ".")
+    return Table(rows, ["mode", "T", "batch", "dense", "pooling", "rest", "largest of the rest"], caption,
+                 ["l", "r", "r", "r", "r", "r", "l"])
 
 
 def bench_labels(report: Mapping[str, Any]) -> Dict[str, str]:

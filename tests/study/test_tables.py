@@ -164,6 +164,20 @@ def test_provenance_table_shows_whether_the_chapters_used_the_same_models(tmp_pa
     assert t.caption.startswith("**The chapters used different trained models**") and "seed 0 ANN" in t.caption
 
 
+def test_breakdown_table_reads_the_profile_json(tmp_path):
+    rep = {"machine": {"cpu": "Test CPU", "threads": 2}, "measured_utc": "2026-12-06T05:38:00+00:00",
+           "rows": [{"mode": "snn_attack", "T": 16, "batch": 64, "shares": {"dense": 0.5, "pooling": 0.1, "other": 0.4},
+                     "top": [["aten::convolution_backward", 0.3], ["compiled LIF step", 0.2], ["aten::fill_", 0.05],
+                             ["aten::avg_pool2d_backward", 0.04]]}]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(rep))
+    t = tables.breakdown_table([path])
+    assert t.rows == [["SNN attack gradient", 16, 64, "50.0 %", "10.0 %", "40.0 %", "compiled LIF step 20.0 %, fill_ 5.0 %"]]
+    assert "Test CPU, 2 threads, 2026-12-06" in t.caption
+    with pytest.raises(FileNotFoundError, match="python -m snnlib.bench --breakdown"):
+        tables.breakdown_table([tmp_path / "missing.json"])
+
+
 def test_bench_table_reproduces_the_published_appendix():
     path = ROOT / "results" / "bench" / "compare_cpu.json"
     if not path.is_file():
