@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .throughput import MODES, build_step
+from .steps import MODES, build_step
 
 __all__ = ["DENSE_OPS", "POOL_OPS", "operator_label", "breakdown", "format_breakdown"]
 
@@ -39,7 +39,7 @@ def breakdown(mode: str = "snn_attack", model: str = "vgg5", T: int = 16, batch:
               warmup: int = 1, threads: Optional[int] = None, seed: int = 0, top: int = 8) -> Dict:
     """Profile ``steps`` steps of ``mode`` (after ``warmup``) on the CPU; returns {mode, T, batch, threads, steps,
     total_ms (per step), shares: {"dense", "pooling", "other"} (fractions of the operators' self time), top: the
-    ``top`` operators by self time as [name, share]}."""
+    ``top`` operators by self time as [name, share, part]}."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -65,9 +65,13 @@ def breakdown(mode: str = "snn_attack", model: str = "vgg5", T: int = 16, batch:
     for name, t in events:
         parts["dense" if name in DENSE_OPS else "pooling" if name in POOL_OPS else "other"] += t
     ranked = sorted(events, key=lambda e: -e[1])[:top]
+
+    def part(name: str) -> str:
+        return "dense" if name in DENSE_OPS else "pooling" if name in POOL_OPS else "other"
+
     return dict(mode=mode, model=model, T=T if mode.startswith("snn") else None, batch=batch,
                 threads=torch.get_num_threads(), steps=steps, total_ms=total / 1000.0 / steps,
-                shares={k: v / total for k, v in parts.items()}, top=[[n, t / total] for n, t in ranked])
+                shares={k: v / total for k, v in parts.items()}, top=[[n, t / total, part(n)] for n, t in ranked])
 
 
 def format_breakdown(rows: List[Dict]) -> str:
@@ -75,8 +79,7 @@ def format_breakdown(rows: List[Dict]) -> str:
     out = ["| mode | T | batch | ms per step (profiled) | dense | pooling | other | largest other operators |",
            "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        others = [f"{n.replace('aten::', '')} {100 * s:.1f} %" for n, s in r["top"]
-                  if n not in DENSE_OPS and n not in POOL_OPS][:4]
+        others = [f"{n.replace('aten::', '')} {100 * s:.1f} %" for n, s, where in r["top"] if where == "other"][:4]
         sh = r["shares"]
         out.append(f"| {r['mode']} | {r['T'] or '-'} | {r['batch']} | {r['total_ms']:.0f} | {100 * sh['dense']:.1f} % | "
                    f"{100 * sh['pooling']:.1f} % | {100 * sh['other']:.1f} % | {', '.join(others)} |")

@@ -586,7 +586,6 @@ BREAKDOWN_MODES = {"snn_infer": "SNN inference", "snn_bptt": "SNN BPTT step", "s
 def breakdown_table(paths: Sequence[Union[str, Path]]) -> Table:
     """Where each benchmark step's time goes (``python -m snnlib.bench --breakdown --json``), one row per mode and T
     of the given files: dense arithmetic, pooling and the rest with its largest operators."""
-    from ..bench.breakdown import DENSE_OPS, POOL_OPS
     rows, machines = [], []
     for path in paths:
         rep = _read_data_json(path, "breakdown_json", "python -m snnlib.bench --breakdown --json FILE")
@@ -594,8 +593,8 @@ def breakdown_table(paths: Sequence[Union[str, Path]]) -> Table:
         when = (rep.get("measured_utc") or "")[:10]
         machines.append(f"{m.get('cpu', '?')}, {m.get('threads', '?')} threads" + (f", {when}" if when else ""))
         for r in rep["rows"]:
-            rest = [f"{n.replace('aten::', '')} {100 * v:.1f} %" for n, v in r["top"]
-                    if n not in DENSE_OPS and n not in POOL_OPS][:3]
+            rest = [f"{entry[0].replace('aten::', '')} {100 * entry[1]:.1f} %" for entry in r["top"]
+                    if entry[2] == "other"][:3]
             sh = r["shares"]
             rows.append([BREAKDOWN_MODES.get(r["mode"], r["mode"]), r["T"] if r["T"] is not None else "–", r["batch"],
                          f"{100 * sh['dense']:.1f} %", f"{100 * sh['pooling']:.1f} %", f"{100 * sh['other']:.1f} %",

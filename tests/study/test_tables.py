@@ -167,8 +167,8 @@ def test_provenance_table_shows_whether_the_chapters_used_the_same_models(tmp_pa
 def test_breakdown_table_reads_the_profile_json(tmp_path):
     rep = {"machine": {"cpu": "Test CPU", "threads": 2}, "measured_utc": "2026-12-06T05:38:00+00:00",
            "rows": [{"mode": "snn_attack", "T": 16, "batch": 64, "shares": {"dense": 0.5, "pooling": 0.1, "other": 0.4},
-                     "top": [["aten::convolution_backward", 0.3], ["compiled LIF step", 0.2], ["aten::fill_", 0.05],
-                             ["aten::avg_pool2d_backward", 0.04]]}]}
+                     "top": [["aten::convolution_backward", 0.3, "dense"], ["compiled LIF step", 0.2, "other"],
+                             ["aten::fill_", 0.05, "other"], ["aten::avg_pool2d_backward", 0.04, "pooling"]]}]}
     path = tmp_path / "b.json"
     path.write_text(json.dumps(rep))
     t = tables.breakdown_table([path])

@@ -10,9 +10,11 @@ def test_breakdown_splits_every_operator_once_and_finds_the_convolutions():
     r = breakdown("snn_attack", T=6, batch=2, steps=1, threads=1)
     assert set(r["shares"]) == {"dense", "pooling", "other"}
     assert sum(r["shares"].values()) == pytest.approx(1.0)
-    names = [n for n, _ in r["top"]]
+    names = [n for n, _, _ in r["top"]]
     assert "aten::convolution_backward" in names                 # an input gradient runs the convolutions backward
-    dense = sum(s for n, s in r["top"] if n in DENSE_OPS)
+    assert all(where == ("dense" if n in DENSE_OPS else "pooling" if n in POOL_OPS else "other")
+               for n, _, where in r["top"])
+    dense = sum(s for n, s, _ in r["top"] if n in DENSE_OPS)
     assert r["shares"]["dense"] >= dense > 0.0
     ann = breakdown("ann_infer", batch=2, steps=1, threads=1)
     assert ann["T"] is None and ann["shares"]["dense"] > ann["shares"]["other"]   # an ANN is its convolutions
