@@ -39,6 +39,7 @@ from .cache import ArtifactCache
 from .claims import PAPER_TABLE_I
 from .formatting import format_percent
 from ..machine import resolve_device
+from .consistency import check_recorded_models
 from .pipeline import ModelSet, build_models
 from .profiles import KNOWN_PARAMS, ProfileError, main_eps, validate_overrides  # noqa: F401 (main_eps: the notebooks' E.main_eps)
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
@@ -240,8 +241,12 @@ def attack_order(n: int, sample_seed: Optional[int]) -> Tensor:
 
 
 def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=print,
-          cache: Optional[ArtifactCache] = None) -> Context:
-    """Validate parameters, load the test split and attack images, build (or load) the models of every seed."""
+          cache: Optional[ArtifactCache] = None, check_models: bool = True) -> Context:
+    """Validate parameters, load the test split and attack images, build (or load) the models of every seed.
+
+    check_models: refuse models other than those the results folder's 01_models recorded with the same recipe
+    (:func:`snnlib.study.consistency.check_recorded_models`); off for tools that only compare the models with
+    themselves."""
     t0 = time.time()
     p = check_params(notebook, params)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -252,6 +257,8 @@ def setup(params: Mapping[str, Any], notebook: str, progress: bool = False, log=
                  data_dir=p["data_dir"], source=test.source)
     cache = cache or ArtifactCache()
     models = [build_models(p, s, cache=cache, progress=progress, log=log) for s in p["model_seeds"][:2]]
+    if check_models and notebook != "01_models" and p.get("results_dir"):
+        check_recorded_models(p["results_dir"], p, models)      # never mix two training runs in one results folder
     return Context(notebook, p, test, D.to_float(att.images), att.labels, models, cache, device, started=t0,
                    attack_split=att)
 

@@ -9,15 +9,19 @@ leak) are compared with those of the first chapter that has them (01_models).  U
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..robustness.outcomes import Outcomes
-from .records import KINDS, AttackRecord, StudyResults
+from .pipeline import PIPELINE_KEYS
+from .records import KINDS, AttackRecord, RecordError, StudyResults, read_chapter
 
-__all__ = ["CleanSet", "Agreement", "base_clean_sets", "clean_agreement"]
+__all__ = ["CleanSet", "Agreement", "ModelMismatch", "base_clean_sets", "clean_agreement", "recorded_model_problems",
+           "check_recorded_models"]
 
 
 @dataclass
@@ -128,3 +132,53 @@ def clean_agreement(study: StudyResults) -> List[Agreement]:
         if compared:
             out.append(Agreement(s.chapter, s.kind, s.seed, ref.chapter, images, level, agree, compared))
     return out
+
+
+class ModelMismatch(RuntimeError):
+    """The models a chapter built differ from those its results folder's 01_models recorded with the same recipe."""
+
+
+def recorded_model_problems(results_dir: Union[str, os.PathLike], params: Mapping[str, Any],
+                            model_sets: Sequence[Any]) -> List[str]:
+    """How ``model_sets`` (:class:`~snnlib.study.pipeline.ModelSet`) differ from the models that
+    ``<results_dir>/01_models.json`` recorded, when that record used the same training recipe (``PIPELINE_KEYS`` and
+    ``model_seeds``); empty when they agree, when there is no such record, or when it used another recipe.  Compares
+    the weight fingerprints where recorded, else SNN-BP's thresholds (full floats, derived from the ANN's weights)."""
+    path = Path(results_dir) / "01_models.json"
+    if not path.is_file():
+        return []
+    try:
+        record = read_chapter(path, "01_models")
+    except RecordError:
+        return []                      # an unreadable record is the summary's to report
+    if any(record.parameters.get(k) != params.get(k) for k in (*PIPELINE_KEYS, "model_seeds")):
+        return []
+    problems = []
+    for ms in model_sets:
+        key = f"seed {ms.seed}"
+        if record.models and key in record.models:
+            mine = ms.fingerprint()
+            differ = [kind for kind, digest in record.models[key].items() if mine.get(kind) != digest]
+            if differ:
+                problems.append(f"{key}: the weights of {', '.join(differ)} differ from those 01_models recorded")
+            continue
+        recorded = record.results.snn_bp_thresholds.get(key)
+        mine_th = [float(t) for t in ms.info["snn_bp_thresholds"]]
+        if recorded is not None and mine_th != [float(t) for t in recorded]:
+            problems.append(f"{key}: SNN-BP thresholds {[round(t, 3) for t in mine_th]}, 01_models recorded "
+                            f"{[round(float(t), 3) for t in recorded]}")
+    return problems
+
+
+def check_recorded_models(results_dir: Union[str, os.PathLike], params: Mapping[str, Any],
+                          model_sets: Sequence[Any]) -> None:
+    """Raise :class:`ModelMismatch` when :func:`recorded_model_problems` finds any: this chapter's numbers would not
+    be from the training run the folder's other chapters used (another kind of CPU, GPU or thread count trains other
+    weights from the same recipe and seed)."""
+    problems = recorded_model_problems(results_dir, params, model_sets)
+    if problems:
+        raise ModelMismatch(
+            f"the models trained here differ from those {Path(results_dir) / '01_models.json'} recorded with the same "
+            f"recipe ({'; '.join(problems)}): this machine trains other weights (another kind of CPU, GPU or torch "
+            "thread count), so this chapter's numbers would not belong with the folder's others. Re-run the whole "
+            "profile here (01_models first), or write this run into another results folder (--results-dir).")

@@ -87,3 +87,42 @@ def test_the_published_chapters_scored_the_same_models(profile):
     assert rows, "no two chapters scored the same model"
     assert [f"{a.chapter} {a.kind} seed {a.seed}" for a in rows if a.agree < a.compared] == []
     assert model_mismatches(folder) == []
+
+
+def test_a_chapter_refuses_models_other_than_those_its_folder_recorded(tmp_path):
+    """Before a chapter spends hours on attacks, its freshly built models are checked against the folder's
+    01_models record (same recipe): other weights, from another machine, stop it with a clear message."""
+    from types import SimpleNamespace
+
+    from snnlib.study.consistency import ModelMismatch, check_recorded_models, recorded_model_problems
+    from snnlib.study.pipeline import PIPELINE_KEYS
+
+    params = {k: f"value of {k}" for k in PIPELINE_KEYS}
+    params["model_seeds"] = [0, 1]
+    models = R.ModelsResults(clean=[], conv_vs_T=[], thresholds={}, paper_table_I={},
+                             snn_bp_thresholds={"seed 0": [4.354, 1.3468], "seed 1": [4.0, 1.25]})
+    f = chapter_file("01_models", models)
+    f.parameters = dict(params)
+    R.write_record(tmp_path, f)
+
+    def model_set(seed, th, prints=None):
+        return SimpleNamespace(seed=seed, info={"snn_bp_thresholds": th}, fingerprint=lambda: prints or {})
+
+    same = [model_set(0, [4.354, 1.3468]), model_set(1, [4.0, 1.25])]
+    assert recorded_model_problems(tmp_path, params, same) == []
+    check_recorded_models(tmp_path, params, same)
+    other = [model_set(0, [4.0925, 1.6219]), model_set(1, [4.0, 1.25])]
+    assert recorded_model_problems(tmp_path, params, other) == [
+        "seed 0: SNN-BP thresholds [4.093, 1.622], 01_models recorded [4.354, 1.347]"]
+    with pytest.raises(ModelMismatch, match="this machine trains other weights .* Re-run the whole profile"):
+        check_recorded_models(tmp_path, params, other)
+    # another recipe (e.g. -p epochs_ann=3) or no record: nothing to compare
+    assert recorded_model_problems(tmp_path, dict(params, epochs_ann=3), other) == []
+    assert recorded_model_problems(tmp_path / "empty", params, other) == []
+    # where 01_models recorded the weights' fingerprints, those decide
+    f.models = {"seed 0": {"ANN": "a" * 16, "SNN-BP": "b" * 16}}
+    R.write_record(tmp_path, f)
+    assert recorded_model_problems(tmp_path, params, [model_set(0, [9.0], {"ANN": "a" * 16, "SNN-BP": "b" * 16})]) == []
+    assert recorded_model_problems(tmp_path, params, [model_set(0, [4.354, 1.3468], {"ANN": "c" * 16,
+                                                                                     "SNN-BP": "b" * 16})]) == [
+        "seed 0: the weights of ANN differ from those 01_models recorded"]
