@@ -25,7 +25,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
-           "provenance_table", "breakdown_table", "models_caption", "model_consistency_table", "models_glue",
+           "provenance_table", "breakdown_table", "cascade_throughput_table", "models_caption", "model_consistency_table", "models_glue",
            "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
@@ -576,6 +576,25 @@ def _read_data_json(path: Union[str, Path], name: str, command: str) -> Dict[str
 def load_bench(path: Union[str, Path]) -> Dict[str, Any]:
     """The speed comparison's JSON (``python -m snnlib.bench``)."""
     return _read_data_json(path, "bench_json", "python -m snnlib.bench")
+
+
+def cascade_throughput_table(results_dir: Union[str, Path]) -> Table:
+    """Images per second of the study's cascade worst case (chapter 6's records): for each target and seed, the
+    attacked images over the seconds of all its stages (every stage attacks only the survivors of the ones before)."""
+    from .records import read_chapter
+    path = Path(results_dir) / "06_gradient_masking.json"
+    if not path.is_absolute() and not path.exists() and (Path("..") / path).exists():
+        path = Path("..") / path                     # a notebook executed in book/
+    rec = read_chapter(path, "06_gradient_masking")
+    rows = []
+    for c in rec.results.cascades:
+        seconds = sum(st.seconds for st in c.stages)
+        rows.append([c.kind, c.seed, c.n, f"{seconds:.1f}", f"{c.n / seconds:.2f}" if seconds > 0 else "–"])
+    m = rec.machine or {}
+    caption = (f"The cascade worst case of {rec.profile!r} (chapter 6, {rec.timestamp_utc[:10]}, "
+               f"{m.get('device_name', '?')}, {m.get('torch_threads', '?')} threads): attacked images, the seconds "
+               "of all its stages, and images per second.")
+    return Table(rows, ["target", "seed", "images", "seconds", "images/s"], caption, ["l", "r", "r", "r", "r"])
 
 
 #: how the breakdown table names the benchmark modes

@@ -178,6 +178,18 @@ def test_breakdown_table_reads_the_profile_json(tmp_path):
         tables.breakdown_table([tmp_path / "missing.json"])
 
 
+def test_cascade_throughput_comes_from_the_published_stage_seconds():
+    path = ROOT / "results" / "laptop" / "06_gradient_masking.json"
+    if not path.is_file():
+        pytest.skip("no published laptop run")
+    data = json.loads(path.read_text())["results"]["cascades"]
+    t = tables.cascade_throughput_table(ROOT / "results" / "laptop")
+    assert len(t.rows) == len(data) and t.columns[-1] == "images/s"
+    for row, c in zip(t.rows, data):
+        seconds = sum(st["seconds"] for st in c["stages"])
+        assert row[:3] == [c["kind"], c["seed"], c["n"]] and row[4] == f"{c['n'] / seconds:.2f}"
+
+
 def test_bench_table_reproduces_the_published_appendix():
     path = ROOT / "results" / "bench" / "compare_cpu.json"
     if not path.is_file():
