@@ -35,7 +35,7 @@ import platform
 import resource
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from ..machine import DEVICES, cpu_name, load_average, resolve_device, utc_now
 from .steps import MODES, build_step

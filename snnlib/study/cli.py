@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import profiles as _profiles
-from ..files import atomic_write_bytes, atomic_write_json, file_lock
+from ..files import atomic_write_json, file_lock
 from ..machine import utc_now
 from .executors import environment
 from .notebooks import execute_notebook, relative_path as _rel
