@@ -456,12 +456,20 @@ def images_for(ctx: Context, *kinds: str, limit: Optional[int] = None) -> int:
 
 
 def clean_outcomes(ctx: Context, model: nn.Module, n: Optional[int] = None) -> Outcomes:
-    """The model's per-image outcomes on the first ``n`` (default all) attack images, scored once and reused."""
+    """The model's per-image outcomes on the first ``n`` (default all) attack images, scored once and reused.
+
+    A smaller ``n`` after a larger one takes the leading images of the larger scoring: each image's draws are
+    seeded by its id, so this equals scoring the ``n`` images afresh."""
     n = len(ctx.y) if n is None else n
     key = (id(model), n)
     if key not in ctx.clean_memo:       # the memo keeps the model alive, so its id is never reused
-        ctx.clean_memo[key] = (model, score(model, ctx.x[:n], ctx.y[:n], draws=ctx.params["eval_draws"],
-                                            seed=ctx.params["eval_seed"], image_ids=ctx.attack_ids()[:n]))
+        larger = sorted(k[1] for k in ctx.clean_memo if k[0] == id(model) and k[1] > n)
+        if larger:
+            scored = ctx.clean_memo[(id(model), larger[0])][1]
+            ctx.clean_memo[key] = (model, scored.subset(scored.image_ids[:n]))
+        else:
+            ctx.clean_memo[key] = (model, score(model, ctx.x[:n], ctx.y[:n], draws=ctx.params["eval_draws"],
+                                                seed=ctx.params["eval_seed"], image_ids=ctx.attack_ids()[:n]))
     return ctx.clean_memo[key][1]
 
 

@@ -254,6 +254,21 @@ def test_masking_report_is_a_typed_record(tiny_ctx):
     assert r.worst_case.correct <= min(a.correct for a in r.per_attack.values())
 
 
+def test_clean_outcomes_of_fewer_images_reuse_a_larger_scoring_and_equal_a_fresh_one(tiny_ctx, monkeypatch):
+    import dataclasses
+    ctx = dataclasses.replace(tiny_ctx, params=dict(tiny_ctx.params, eval_draws=3), clean_memo={})
+    model = ctx.target.snn_bp                                   # stochastic: the draws are seeded per image id
+    fresh = E.clean_outcomes(dataclasses.replace(ctx, clean_memo={}), model, 3)
+    E.clean_outcomes(ctx, model, 4)
+    calls = []
+    monkeypatch.setattr(E, "score", lambda *a, **k: calls.append(1))
+    sliced = E.clean_outcomes(ctx, model, 3)
+    assert not calls and sliced.draws == 3
+    assert (sliced.image_ids == fresh.image_ids).all() and (sliced.correct == fresh.correct).all()
+    E.clean_outcomes(ctx, ctx.target.ann, 2)
+    assert calls == [1]                                         # another model is scored afresh (here: the stub)
+
+
 def test_adaptive_attacks_take_their_transfers_from_the_given_twin(tiny_ctx):
     a = E.adaptive_attacks(tiny_ctx, "SNN-BP", tiny_ctx.twin.snn_bp, 8, twin=tiny_ctx.target)   # seed 1 as target
     assert a.attacks[a.transfer].model is tiny_ctx.target.snn_bp
