@@ -1221,6 +1221,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="rebuild everything with warnings as errors (--all -W -n --keep-going)")
     book.add_argument("--no-build", action="store_true",
                       help="only assemble the folder; print it")
+    compare = sub.add_parser(
+        "compare", help="judge the claims of two runs and print their verdicts side by side",
+        description="Judge every claim from two results folders (e.g. your run of a profile and the published "
+                    "results/<profile>/) and print each run's verdict and effect, whether the verdicts match and "
+                    "whether each effect lies inside the other run's 95 %% interval (a Markdown table). Exit code 0 "
+                    "when every claim gets the same verdict, 1 when some differ.")
+    compare.add_argument("run_a", metavar="RESULTS_A", help="results folder of the first run")
+    compare.add_argument("run_b", metavar="RESULTS_B", help="results folder of the second run")
     sub.add_parser("profiles", help="list the profiles")
     cell = sub.add_parser("parameters-cell",
                           help="print the source of a notebook's parameters cell")
@@ -1252,6 +1260,27 @@ def _book(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """``compare``: both runs' verdicts side by side (:func:`snnlib.study.replication.compare_runs`)."""
+    from .records import RecordError
+    from .replication import compare_runs
+    from .tables import replication_table
+
+    cwd = Path.cwd()
+    folders = [Path(os.path.abspath(cwd / d)) for d in (args.run_a, args.run_b)]
+    for d in folders:
+        if not d.is_dir():
+            raise UsageError(f"results folder {d} does not exist; give the folder a run wrote its chapter JSON files "
+                             "to (e.g. results/laptop or runs/laptop/results)")
+    try:
+        reps = compare_runs(*folders)
+    except (RecordError, OSError, ValueError) as e:
+        raise UsageError(f"cannot judge the claims of these folders: {e}") from None
+    labels = [_rel(d, cwd) for d in folders]
+    print(replication_table(reps, *labels).markdown(), flush=True)
+    return EXIT_OK if all(r.same_verdict for r in reps) else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     ap = _parser()
@@ -1268,6 +1297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "book":
             return _book(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "parameters-cell":
             try:
                 print(_profiles.parameters_cell_source(args.notebook, args.profile), end="")

@@ -18,6 +18,7 @@ from ..stats import accuracy_from_counts
 from .formatting import attack_label, format_accuracy, format_duration
 from .records import (KINDS, TRAINED_T, ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
+from .replication import Replication
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
            "perturbation_table", "attenuation_table", "headline_table", "masking_checks_table", "cascade_table",
@@ -25,7 +26,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
-           "provenance_table", "breakdown_table", "cascade_throughput_table", "models_caption", "model_consistency_table", "models_glue",
+           "provenance_table", "breakdown_table", "cascade_throughput_table", "models_caption", "model_consistency_table", "replication_table", "models_glue",
            "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
@@ -410,14 +411,21 @@ def _p_text(p: Optional[float]) -> str:
     return "" if p is None else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
+def _effect_text(r: ClaimRow) -> str:
+    """A claim's effect A − B in points with its 95 % interval, or "" when it has none."""
+    if r.effect is None:
+        return ""
+    ci = r.ci_low is not None and r.ci_high is not None
+    return _signed(r.effect) + (f" [{_signed(r.ci_low)}, {_signed(r.ci_high)}]" if ci else "")
+
+
 def claims_table(rows: Sequence[ClaimRow]) -> Table:
     """One line per claim: id, paper, claim, verdict (with its badge), the test, the effect A − B in points with
     its 95 % interval, p (Holm-adjusted in parentheses for a primary claim), MDE (points, 80 % power), images,
     seeds and what was measured.  Rows of summaries written before these fields existed show empty cells."""
     out = []
     for r in rows:
-        effect = "" if r.effect is None else _signed(r.effect) + (
-            f" [{_signed(r.ci_low)}, {_signed(r.ci_high)}]" if r.ci_low is not None and r.ci_high is not None else "")
+        effect = _effect_text(r)
         p = _p_text(r.p_value) + (f" (Holm {_p_text(r.p_adjusted)})" if r.p_adjusted is not None else "")
         out.append([r.id, r.paper, r.claim, VERDICT_BADGES.get(r.verdict, r.verdict), r.test or "", effect, p,
                     "" if r.mde is None else f"{r.mde:.1f}", "" if r.n_images is None else r.n_images,
@@ -759,3 +767,30 @@ def precision_table(report: Mapping[str, Any]) -> Table:
                         "McNemar p", "images changed", f"equivalent within ±{m:g} points (TOST)"],
                  f"{report.get('scale', '')}; model seed {report.get('seed')}",
                  ["l", "l", "r", "r", "r", "r", "r", "r", "l"])
+
+
+def replication_table(replications: Sequence[Replication], label_a: str, label_b: str) -> Table:
+    """One line per claim judged by two independent runs (:func:`snnlib.study.replication.compare_runs`): each run's
+    verdict and effect (points, 95 % interval), whether the verdicts match and whether each effect lies inside the
+    other run's interval; the caption counts the matching verdicts and names the claims whose verdict differs."""
+    def verdict(r: Optional[ClaimRow]) -> str:
+        return "not in this run" if r is None else VERDICT_BADGES.get(r.verdict, r.verdict)
+
+    def yes_no(v: Optional[bool]) -> str:
+        return "" if v is None else ("yes" if v else "**no**")
+
+    rows = [[x.id + (" (primary)" if x.primary else ""), x.claim, verdict(x.a),
+             "" if x.a is None else _effect_text(x.a), verdict(x.b), "" if x.b is None else _effect_text(x.b),
+             yes_no(x.same_verdict), yes_no(x.effects_agree)] for x in replications]
+    both = [x for x in replications if x.a is not None and x.b is not None]
+    same = [x for x in both if x.same_verdict]
+    primary = [x for x in both if x.primary]
+    differ = [f"{x.id} ({x.a.verdict} → {x.b.verdict})" for x in both if not x.same_verdict]
+    caption = (f"The claims judged by {label_a} and by {label_b}: the same verdict for {len(same)} of {len(both)} "
+               f"claims ({sum(x.same_verdict for x in primary)} of {len(primary)} primary)"
+               + (f"; different for {', '.join(differ)}." if differ else ".")
+               + " Effects are A − B in points with 95 % intervals; \"within\" means each run's effect lies inside "
+               "the other run's interval.")
+    return Table(rows, ["claim", "statement", f"verdict ({label_a})", f"effect ({label_a})", f"verdict ({label_b})",
+                        f"effect ({label_b})", "same verdict", "effects within"], caption, ["l"] * 3 + ["r", "l", "r"]
+                 + ["l"] * 2)
