@@ -9,11 +9,16 @@ machine's arithmetic rate (``--peak``).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from typing import Dict, Iterator, List, Optional
 
 from .steps import MODES, build_step
 
-__all__ = ["DENSE_OPS", "POOL_OPS", "operator_label", "breakdown", "format_breakdown"]
+__all__ = ["DENSE_OPS", "POOL_OPS", "PROFILER_LOG_LINE", "profiler_log_filtered", "operator_label", "breakdown", "format_breakdown"]
 
 #: operators counted as the dense arithmetic (convolutions and matrix products, forward and backward)
 DENSE_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution", "aten::convolution",
@@ -35,6 +40,33 @@ def operator_label(name: str) -> str:
     return name
 
 
+#: a line of the profiler's C++ log (Kineto writes "USDT:<date> <pid>:<tid> <file>.cpp:<line>] profiler_start" and,
+#: on a machine without a GPU, "ERROR:... gpuGetDeviceCount failed" straight to file descriptor 2)
+PROFILER_LOG_LINE = re.compile(r"^[A-Z]+:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ \S+\.cpp:\d+\]")
+
+
+@contextlib.contextmanager
+def profiler_log_filtered() -> Iterator[None]:
+    """Keep the profiler's C++ log lines (:data:`PROFILER_LOG_LINE`) off stderr: file descriptor 2 goes to a temporary
+    file for the block, and every other line written there is passed on to stderr afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not PROFILER_LOG_LINE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def breakdown(mode: str = "snn_attack", model: str = "vgg5", T: int = 16, batch: int = 64, steps: int = 3,
               warmup: int = 1, threads: Optional[int] = None, seed: int = 0, top: int = 8) -> Dict:
     """Profile ``steps`` steps of ``mode`` (after ``warmup``) on the CPU; returns {mode, T, batch, threads, steps,
@@ -52,11 +84,13 @@ def breakdown(mode: str = "snn_attack", model: str = "vgg5", T: int = 16, batch:
     step, _ = build_step(mode, model, T, batch, seed)
     for _ in range(warmup):
         step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            step()
+    with profiler_log_filtered():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                step()
+        averages = prof.key_averages()
     merged: Dict[str, float] = {}
-    for e in prof.key_averages():
+    for e in averages:
         label = operator_label(e.key)
         merged[label] = merged.get(label, 0.0) + float(e.self_cpu_time_total)
     events = list(merged.items())
