@@ -1,0 +1,79 @@
+"""The hand-written pages state what the published run measured: every effect with its interval, every verdict named
+next to a claim id, the run's date and the verdict counts in book/intro.md and README.md are those the published
+results give.  A re-published run fails here until the prose is rewritten from its data."""
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from snnlib.study import claims
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLISHED = ROOT / "results" / "laptop"
+PAGES = [ROOT / "book" / "intro.md", ROOT / "README.md"]
+
+pytestmark = pytest.mark.skipif(not (PUBLISHED / "01_models.json").exists(), reason="no published laptop run")
+
+NUM = r"[+−-]\d+\.\d"
+EFFECT = re.compile(rf"({NUM})\s+points\s+\[({NUM}),\s+({NUM})\]")
+VERDICT = re.compile(r"\((E\d+b?|I\d)(?:, primary)?(?:\):|,)\**\s*(supported|contradicted|inconclusive|not testable)")
+RUN_DATE = re.compile(r"laptop reference run of (\d{1,2} \w+ \d{4})")
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return claims.evaluate_claims(PUBLISHED)
+
+
+def _value(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def _text(page: Path) -> str:
+    return page.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_effect_with_an_interval_in_the_prose_is_a_claims_measured_effect(page, rows):
+    measured = {(round(r.effect, 1), round(r.ci_low, 1), round(r.ci_high, 1)) for r in rows
+                if r.effect is not None and r.ci_low is not None and r.ci_high is not None}
+    found = [tuple(_value(v) for v in m.groups()) for m in EFFECT.finditer(_text(page))]
+    assert found, f"{page.name} states no effect with its interval"
+    stale = [f for f in found if f not in measured]
+    assert not stale, f"{page.name} states effects the published run did not measure: {stale}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_verdict_named_next_to_a_claim_id_is_the_published_verdict(page, rows):
+    verdicts = {r.id: r.verdict for r in rows}
+    named = VERDICT.findall(_text(page))
+    wrong = [(cid, said, verdicts.get(cid)) for cid, said in named if verdicts.get(cid) != said]
+    assert not wrong, f"{page.name}: (claim, verdict stated, verdict of the published run): {wrong}"
+
+
+def test_the_intro_names_every_primary_claims_verdict(rows):
+    text = _text(PAGES[0])
+    for r in rows:
+        if r.primary:
+            sentence_after_id = rf"\({r.id}\b[^)]*\)(?:[^.]|\.(?=\d))*?"      # a decimal point ends no sentence
+            assert re.search(sentence_after_id + rf"\b{r.verdict}\b", text), (r.id, r.verdict)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_run_date_is_the_date_chapter_1_was_run(page):
+    stamp = json.loads((PUBLISHED / "01_models.json").read_text())["timestamp_utc"]
+    run_day = datetime.fromisoformat(stamp).date()
+    dates = RUN_DATE.findall(_text(page))
+    assert dates and {datetime.strptime(d, "%d %B %Y").date() for d in dates} == {run_day}, dates
+
+
+def test_the_readme_counts_the_published_verdicts(rows):
+    counts = claims.count_verdicts(rows)
+    text = " ".join(_text(PAGES[1]).split())
+    m = re.search(r"Of (\d+) claims, (\d+) are supported", text)
+    assert m and (int(m.group(1)), int(m.group(2))) == (len(rows), counts["supported"])
+    for verdict in ("contradicted", "inconclusive", "not testable"):
+        m = re.search(rf"(\d+) (?:is|are) {verdict}", text)
+        assert m and int(m.group(1)) == counts[verdict], verdict
