@@ -1264,7 +1264,7 @@ def _compare(args: argparse.Namespace) -> int:
     """``compare``: both runs' verdicts side by side (:func:`snnlib.study.replication.compare_runs`)."""
     from .records import RecordError
     from .replication import compare_runs
-    from .tables import replication_table
+    from .tables import replication_table, run_label
 
     cwd = Path.cwd()
     folders = [Path(os.path.abspath(cwd / d)) for d in (args.run_a, args.run_b)]
@@ -1276,7 +1276,7 @@ def _compare(args: argparse.Namespace) -> int:
         reps = compare_runs(*folders)
     except (RecordError, OSError, ValueError) as e:
         raise UsageError(f"cannot judge the claims of these folders: {e}") from None
-    labels = [_rel(d, cwd) for d in folders]
+    labels = [run_label(_rel(d, cwd)) for d in folders]
     print(replication_table(reps, *labels).markdown(), flush=True)
     return EXIT_OK if all(r.same_verdict for r in reps) else EXIT_FAILED
 

@@ -340,6 +340,10 @@ _PARAM_LIST = [
     _p("other_attack_images", "int|null", "an integer >= 1 or null",
        "images the other_attacks use, the leading part of the attack images (cells with SNN-conv: at most "
        "snn_conv_images); null uses as many as FGSM and PGD", _optional(_int_check(1)), ["05_attack_source"]),
+    _p("compare_with", "list[str]", "a list (possibly empty) of distinct results-folder paths",
+       "other runs' results folders (relative to the repository root) whose verdicts the summary shows beside this "
+       "run's, claim by claim: the same profile run on another machine, or a larger run",
+       _list_check(_str_check, min_len=0, unique=True), ["07_summary"]),
     _p("eot_samples", "int", "an integer >= 1",
        "Expectation-over-Transformation samples per gradient", _int_check(1),
        ["06_gradient_masking"]),

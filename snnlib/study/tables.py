@@ -26,7 +26,7 @@ __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_value
            "cascade_summary",
            "claims_table", "verdict_rules_table",
            "scale_text", "sweep_sentence", "claim_statements", "MarkdownText",
-           "provenance_table", "breakdown_table", "cascade_throughput_table", "models_caption", "model_consistency_table", "replication_table", "models_glue",
+           "provenance_table", "breakdown_table", "cascade_throughput_table", "models_caption", "model_consistency_table", "replication_table", "replication_tables", "display_replications", "run_label", "models_glue",
            "discretization_glue", "trained_T_table", "leak_glue", "training_method_glue", "attack_source_glue", "attack_family_table",
            "gradient_masking_glue", "summary_glue", "VERDICT_BADGES", "bench_table", "bench_glue",
            "bench_machine_line", "bench_labels", "load_bench", "BENCH_MODES", "bench_bf16_text", "load_precision",
@@ -770,9 +770,10 @@ def precision_table(report: Mapping[str, Any]) -> Table:
 
 
 def replication_table(replications: Sequence[Replication], label_a: str, label_b: str) -> Table:
-    """One line per claim judged by two independent runs (:func:`snnlib.study.replication.compare_runs`): each run's
-    verdict and effect (points, 95 % interval), whether the verdicts match and whether each effect lies inside the
-    other run's interval; the caption counts the matching verdicts and names the claims whose verdict differs."""
+    """One line per claim judged by two independent runs A and B (:func:`snnlib.study.replication.compare_runs`):
+    each run's verdict and effect (points, 95 % interval), whether the verdicts match and whether each effect lies
+    inside the other run's interval; the caption names the runs, counts the matching verdicts and names the claims
+    whose verdict differs."""
     def verdict(r: Optional[ClaimRow]) -> str:
         return "not in this run" if r is None else VERDICT_BADGES.get(r.verdict, r.verdict)
 
@@ -786,11 +787,46 @@ def replication_table(replications: Sequence[Replication], label_a: str, label_b
     same = [x for x in both if x.same_verdict]
     primary = [x for x in both if x.primary]
     differ = [f"{x.id} ({x.a.verdict} → {x.b.verdict})" for x in both if not x.same_verdict]
-    caption = (f"The claims judged by {label_a} and by {label_b}: the same verdict for {len(same)} of {len(both)} "
-               f"claims ({sum(x.same_verdict for x in primary)} of {len(primary)} primary)"
+    caption = (f"A: {label_a}; B: {label_b}. The same verdict for {len(same)} of {len(both)} claims "
+               f"({sum(x.same_verdict for x in primary)} of {len(primary)} primary)"
                + (f"; different for {', '.join(differ)}." if differ else ".")
-               + " Effects are A − B in points with 95 % intervals; \"within\" means each run's effect lies inside "
-               "the other run's interval.")
-    return Table(rows, ["claim", "statement", f"verdict ({label_a})", f"effect ({label_a})", f"verdict ({label_b})",
-                        f"effect ({label_b})", "same verdict", "effects within"], caption, ["l"] * 3 + ["r", "l", "r"]
-                 + ["l"] * 2)
+               + " Effects are the claim's difference in points with its 95 % interval; \"within\": each run's effect "
+               "lies inside the other run's interval.")
+    return Table(rows, ["claim", "statement", "verdict A", "effect A", "verdict B", "effect B", "same verdict",
+                        "effects within"], caption, ["l"] * 3 + ["r", "l", "r"] + ["l"] * 2)
+
+
+def run_label(results_dir: Union[str, Path]) -> str:
+    """A results folder as a reader knows the run: its path, and the machine and day its chapter 1 ran on."""
+    path = Path(results_dir)
+    try:
+        rec = json.loads((path / "01_models.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return str(results_dir)
+    machine = (rec.get("machine") or {}).get("device_name") or rec.get("device") or "unknown machine"
+    day = str(rec.get("timestamp_utc") or "")[:10]
+    return f"{results_dir} ({rec.get('profile', '?')} profile, {machine}{', ' + day if day else ''})"
+
+
+def replication_tables(results_dir: Union[str, Path], others: Sequence[Union[str, Path]]) -> List[Table]:
+    """This run's claims beside each other run's: one :func:`replication_table` per folder of ``others`` (the
+    summary's ``compare_with``); a missing folder is a clear error."""
+    from .replication import compare_runs
+    out = []
+    for other in others:
+        if not Path(other).is_dir():
+            raise FileNotFoundError(f"compare_with: results folder {other} does not exist; give the folder another run "
+                                    "of this study wrote its chapter JSON files to, or leave it out of compare_with")
+        out.append(replication_table(compare_runs(results_dir, other), run_label(results_dir), run_label(other)))
+    return out
+
+
+def display_replications(results_dir: Union[str, Path], others: Sequence[Union[str, Path]]) -> None:
+    """Show :func:`replication_tables` in a notebook, or say that no other run is compared."""
+    from IPython.display import display
+    found = replication_tables(results_dir, others)
+    if not found:
+        display(MarkdownText("No other run is compared here (the summary's `compare_with` parameter is empty). "
+                             "`python -m snnlib.study compare RESULTS_A RESULTS_B` compares any two runs."))
+    for table in found:
+        display(table)

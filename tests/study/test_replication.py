@@ -28,7 +28,7 @@ def test_compare_runs_pairs_claims_by_id_and_flags_flipped_verdicts_and_effects_
     assert reps["E3"].b is None and not reps["E3"].same_verdict and reps["E3"].effects_agree is None
     assert reps["E9"].a is None and reps["E9"].b.verdict == "supported"
     t = tables.replication_table(list(reps.values()), "run A", "run B")
-    assert "the same verdict for 1 of 2 claims (0 of 1 primary)" in t.caption
+    assert t.caption.startswith("A: run A; B: run B. The same verdict for 1 of 2 claims (0 of 1 primary)")
     assert "E1 (supported → inconclusive)" in t.caption
     e1 = t.rows[0]
     assert e1[0] == "E1 (primary)" and e1[3] == "+5.0 [+3.0, +7.0]" and e1[6:] == ["**no**", "**no**"]
@@ -55,7 +55,7 @@ def test_compare_command_prints_the_table_and_exits_0_only_when_every_verdict_ma
     from snnlib.study import cli
     assert cli.main(["compare", str(PUBLISHED), str(PUBLISHED)]) == cli.EXIT_OK
     out = capsys.readouterr().out
-    assert "the same verdict for 16 of 16 claims" in out and "| E4 (primary) |" in out
+    assert "The same verdict for 16 of 16 claims" in out and "laptop profile, cpu: " in out and "| E4 (primary) |" in out
     assert cli.main(["compare", str(PUBLISHED), str(tmp_path / "missing")]) == cli.EXIT_USAGE
     assert "does not exist" in capsys.readouterr().err
     from snnlib.study import replication
@@ -65,3 +65,15 @@ def test_compare_command_prints_the_table_and_exits_0_only_when_every_verdict_ma
     monkeypatch.setattr(replication, "compare_runs", lambda a, b: flipped)
     assert cli.main(["compare", str(PUBLISHED), str(PUBLISHED)]) == cli.EXIT_FAILED
     assert "E4 (supported → contradicted)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (PUBLISHED / "07_summary.json").exists(), reason="no published laptop run")
+def test_the_summary_shows_each_compared_run_and_refuses_a_missing_folder(tmp_path, capsys):
+    found = tables.replication_tables(PUBLISHED, [PUBLISHED])
+    assert len(found) == 1 and "laptop profile" in found[0].caption and len(found[0].rows) >= 16
+    assert tables.replication_tables(PUBLISHED, []) == []
+    with pytest.raises(FileNotFoundError, match="compare_with: results folder .*missing does not exist"):
+        tables.replication_tables(PUBLISHED, [tmp_path / "missing"])
+    assert tables.run_label(tmp_path) == str(tmp_path)          # no chapter 1 record: just the folder
+    tables.display_replications(PUBLISHED, [])
+    assert "No other run is compared here" in capsys.readouterr().out
