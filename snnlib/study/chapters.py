@@ -298,9 +298,13 @@ def conversion_timesteps(T_conv: int, arch: str = "vgg5") -> List[int]:
 
 def accuracy_vs_T(model: SpikingVGG, split, T_values: Iterable[int], seed: int = 0,
                   draws: int = 1) -> List[TimestepPoint]:
-    """Clean accuracy of an SNN at several inference timesteps (same weights and thresholds)."""
-    return [TimestepPoint(T=int(T), accuracy=clean_accuracy(model.twin(T=int(T)), split, seed, draws))
-            for T in T_values]
+    """Clean accuracy of an SNN at several inference timesteps (same weights and thresholds), with the per-image
+    outcomes behind each point (the same numbers as :func:`clean_accuracy`)."""
+    points = []
+    for T in T_values:
+        out = clean_scores(model.twin(T=int(T)), split, seed, draws)
+        points.append(TimestepPoint(T=int(T), accuracy=accuracy_from_outcomes(out.majority()), outcomes=out))
+    return points
 
 
 def training_histories(ctx: Context) -> Dict[str, Optional[Dict[str, List[float]]]]:

@@ -116,10 +116,12 @@ class CleanRow:
 
 @dataclass
 class TimestepPoint:
-    """Clean accuracy of an SNN simulated for T timesteps."""
+    """Clean accuracy of an SNN simulated for T timesteps, and the per-image outcomes behind it (None in results
+    written before they were recorded)."""
 
     T: int
     accuracy: Accuracy
+    outcomes: Optional[Outcomes] = None
 
 
 @dataclass

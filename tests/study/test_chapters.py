@@ -380,3 +380,16 @@ def test_snn_conv_cells_use_the_leading_part_of_the_sample(tiny_ctx):
     assert conv.n == to_conv.n == 2 and ann.n == 4
     assert conv.outcomes["adversarial"].image_ids.tolist() == ids[:2]      # a prefix: pairs with the others
     assert to_conv.outcomes["clean"].image_ids.tolist() == ids[:2]
+
+
+def test_the_conversion_curve_keeps_the_outcomes_behind_each_point_and_they_survive_the_record(tiny_ctx):
+    from snnlib.study import records as R
+    conv = tiny_ctx.target.snn_conv
+    points = E.accuracy_vs_T(conv, (tiny_ctx.x, tiny_ctx.y), [6, 8], seed=0, draws=3)
+    assert [p.T for p in points] == [6, 8]
+    for p in points:
+        assert p.outcomes.draws == 3 and p.outcomes.n == 4
+        assert p.accuracy == E.clean_accuracy(conv.twin(T=p.T), (tiny_ctx.x, tiny_ctx.y), 0, 3)
+        assert p.accuracy.correct == int(p.outcomes.majority().sum())
+    back = R.from_dict(R.TimestepPoint, R.to_dict(points[1]))
+    assert back.T == 8 and (back.outcomes.correct == points[1].outcomes.correct).all()
