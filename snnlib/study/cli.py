@@ -1260,6 +1260,14 @@ def _book(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _recorded_profile(results_dir: Path) -> str | None:
+    """The profile a results folder's chapter 1 recorded (None when it has no readable record)."""
+    try:
+        return json.loads((results_dir / "01_models.json").read_text(encoding="utf-8")).get("profile")
+    except (OSError, ValueError):
+        return None
+
+
 def _compare(args: argparse.Namespace) -> int:
     """``compare``: both runs' verdicts side by side (:func:`snnlib.study.replication.compare_runs`)."""
     from .records import RecordError
@@ -1278,6 +1286,10 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot judge the claims of these folders: {e}") from None
     labels = [run_label(_rel(d, cwd)) for d in folders]
     print(replication_table(reps, *labels).markdown(), flush=True)
+    profiles = [_recorded_profile(d) for d in folders]
+    if None not in profiles and profiles[0] != profiles[1]:
+        print(f"note: the runs used different profiles ({profiles[0]}, {profiles[1]}): their claims are judged at "
+              "different scales, so a different verdict need not mean a different finding", file=sys.stderr, flush=True)
     return EXIT_OK if all(r.same_verdict for r in reps) else EXIT_FAILED
 
 

@@ -77,3 +77,20 @@ def test_the_summary_shows_each_compared_run_and_refuses_a_missing_folder(tmp_pa
     assert tables.run_label(tmp_path) == str(tmp_path)          # no chapter 1 record: just the folder
     tables.display_replications(PUBLISHED, [])
     assert "No other run is compared here" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (PUBLISHED / "07_summary.json").exists(), reason="no published laptop run")
+def test_compare_notes_when_the_runs_used_different_profiles(tmp_path, capsys):
+    import json
+    import shutil
+    from snnlib.study import cli
+    other = tmp_path / "other"
+    shutil.copytree(PUBLISHED, other)
+    rec = json.loads((other / "01_models.json").read_text())
+    rec["profile"] = "paper"
+    (other / "01_models.json").write_text(json.dumps(rec))
+    assert cli.main(["compare", str(PUBLISHED), str(other)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "different profiles (laptop, paper)" in err
+    assert cli.main(["compare", str(PUBLISHED), str(PUBLISHED)]) == cli.EXIT_OK
+    assert "different profiles" not in capsys.readouterr().err
