@@ -364,11 +364,21 @@ class _Plan:
             trained = res.get("training_s")
             if isinstance(trained, (int, float)) and trained > 0:       # training is estimated on its own
                 wall, src = max(wall - float(trained), 0.0), "last run without its training"
-            return self._scaled(nb, wall, src, res.get("parameters"))
+            return self._scaled(nb, wall, src + self.other_machine((res.get("machine") or {}).get("cpu_name")),
+                                res.get("parameters"))
         e = self.log_entry(nb)
         if isinstance(e.get("wall_time_s"), (int, float)):
             return self._scaled(nb, float(e["wall_time_s"]), "last run (runner)", e.get("parameters"))
-        return self._scaled(nb, self.profile["estimate_s"][nb], "profile estimate", None)
+        return self._scaled(nb, self.profile["estimate_s"][nb],
+                            "profile estimate" + self.other_machine(self.profile.get("estimate_machine")), None)
+
+    @staticmethod
+    def other_machine(measured_on: Any) -> str:
+        """" on <CPU>" when a time was measured on another CPU than this machine's, else ""."""
+        from ..machine import cpu_name
+        if not isinstance(measured_on, str) or not measured_on or measured_on == cpu_name():
+            return ""
+        return f" on {measured_on}"
 
     def uncached_seeds(self, notebooks: Sequence[str]) -> list[int]:
         """Model seeds whose trained models (ANN, thresholds, SNN-BP for this plan's training parameters and thread
@@ -763,6 +773,13 @@ def _print_plan(plan: _Plan, out=None) -> float:
         w("  ".join(f"{r[c]:<{widths[c]}}" for c in range(4)) + "  " + r[4] + "\n")
     w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)"
       + (", training included" if step else "") + "\n")
+    elsewhere = sorted({r[3].split(" on ", 1)[1].split(",")[0] for r in rows if " on " in r[3]})
+    if elsewhere:
+        from ..machine import cpu_name
+        w(f"note: the estimates marked 'on {elsewhere[0]}'{' (and others)' if len(elsewhere) > 1 else ''} were "
+          f"measured on another CPU than this one ({cpu_name()}); times scale with its speed (on 6 Dec 2026 a 2-core "
+          "Intel Xeon ran the attack gradient at about half the AMD EPYC's rate: python -m snnlib.bench measures "
+          "this machine)\n")
     big = plan.over_budget_text(todo)
     if big:
         w(f"note: {big}; the run asks for --yes\n")

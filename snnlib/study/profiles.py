@@ -74,7 +74,7 @@ RUNNER_PARAMS: tuple[str, ...] = ("profile", "results_dir")
 PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
 
 # Keys allowed at the top of one profile.
-_PROFILE_KEYS = ("description", "estimate_s", "common", "notebooks")
+_PROFILE_KEYS = ("description", "estimate_s", "estimate_machine", "common", "notebooks")
 
 #: Seeds are non-negative and below 2**63 (``snnlib.seeding.derive_seed`` and ``torch.Generator.manual_seed``).
 SEED_LIMIT = 2 ** 63
@@ -479,6 +479,9 @@ def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
     if "description" in raw and not isinstance(raw["description"], str):
         errors.append(f"{where}, key 'description': got {_show(raw['description'])}; "
                       "allowed: a string")
+    if "estimate_machine" in raw and not (isinstance(raw["estimate_machine"], str) and raw["estimate_machine"].strip()):
+        errors.append(f"{where}, key 'estimate_machine': got {_show(raw['estimate_machine'])}; allowed: the CPU name "
+                      "the estimates were measured on, as /proc/cpuinfo gives it (e.g. 'AMD EPYC')")
     # estimate_s: a number (every notebook) or {stem|default: seconds}
     est = raw.get("estimate_s", None)
     if est is not None:
@@ -877,6 +880,7 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None,
          "common": {...common parameters...},
          "notebooks": {"01_models": {...all parameters of that notebook...}, ...},  # in order
          "estimate_s": {"01_models": 60.0, ...},
+         "estimate_machine": "AMD EPYC" or None,      # the CPU the estimates were measured on
          "overrides": {...normalised overrides...}}
 
     An override of a common parameter applies to every notebook (also over a notebook block's
@@ -915,6 +919,7 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None,
         "common": common,
         "notebooks": nbs,
         "estimate_s": estimate,
+        "estimate_machine": str(raw["estimate_machine"]).strip() if raw.get("estimate_machine") else None,
         "overrides": ov,
     }
 

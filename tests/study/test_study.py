@@ -130,6 +130,40 @@ def test_dry_run_uses_last_wall_time_and_only(capsys, tmp_path, book):
     assert "Total estimate: 3m 03s for 2 notebook(s)" in out   # 123 s + smoke's 60 s
 
 
+def test_dry_run_says_which_estimates_were_measured_on_another_cpu(capsys, tmp_path, book, monkeypatch):
+    import snnlib.machine
+    from snnlib.study.profiles import load_profile
+    measured_on = load_profile("laptop")["estimate_machine"]
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "02_discretization.json").write_text(json.dumps({"wall_time_s": 60.0, "machine": {"cpu_name": "Zilog Z80"}}))
+    (res / "03_leak.json").write_text(json.dumps({"wall_time_s": 60.0, "machine": {"cpu_name": "Elsewhere CPU"}}))
+    monkeypatch.setattr(snnlib.machine, "cpu_name", lambda: "Elsewhere CPU")
+    assert main(_args(tmp_path, book, "--dry-run", "--profile", "laptop", "--only", "01,02,03")) == 0
+    out = capsys.readouterr().out
+    assert f"profile estimate on {measured_on}" in out and "last run on Zilog Z80" in out
+    leak = next(line for line in out.splitlines() if line.startswith("3  03_leak"))
+    assert " on " not in leak.split("leak_list")[0]                     # measured here: no machine named
+    assert f"note: the estimates marked 'on {measured_on}' (and others) were measured on another CPU than this " \
+           "one (Elsewhere CPU)" in out
+    monkeypatch.setattr(snnlib.machine, "cpu_name", lambda: measured_on)
+    assert main(_args(tmp_path, book, "--dry-run", "--profile", "laptop", "--only", "01")) == 0
+    out = capsys.readouterr().out
+    assert " on " not in out.split("Total estimate")[0].split("01_models", 1)[1] and "another CPU" not in out
+
+
+def test_a_profile_names_the_cpu_its_estimates_were_measured_on_as_a_string(tmp_path):
+    from snnlib.study.profiles import ProfileError, load_profile
+    import yaml
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "snnlib" / "study" / "profiles.yaml").read_text())
+    raw["profiles"]["smoke"]["estimate_machine"] = ["AMD"]
+    f = tmp_path / "profiles.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match="estimate_machine.*the CPU name"):
+        load_profile("smoke", path=f)
+    assert load_profile("smoke")["estimate_machine"] is None
+
+
 def test_dry_run_adds_training_when_the_models_are_not_cached(capsys, tmp_path, book, monkeypatch):
     """Without 01_models, the first notebook that needs models trains them when the cache lacks them: the plan
     says so and counts 01_models' training share (half per seed) in the total; with the models cached it does not."""
