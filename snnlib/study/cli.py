@@ -905,18 +905,9 @@ class _Printer:
     def warn_mixed_models(self) -> None:
         """A warning, once per disagreement, when the chapters in the results folder used different trained models
         (e.g. one chapter re-run on another machine, whose float rounding trains other weights from the same seed)."""
-        from .consistency import clean_agreement
-        from .records import RecordError, load_study
-        from .results import model_mismatches
+        from .consistency import mixed_training_runs
 
-        lines = model_mismatches(self.plan.results_dir)
-        try:        # chapters written before the fingerprints: their clean outcomes tell as well
-            lines += [f"{a.chapter} {a.kind} seed {a.seed}: {a.compared - a.agree} of {a.compared} clean outcomes "
-                      f"differ from {a.reference}'s" for a in clean_agreement(load_study(self.plan.results_dir))
-                      if a.agree < a.compared]
-        except (RecordError, OSError, ValueError, KeyError):
-            pass        # an unreadable results file is reported by the summary
-        for line in lines:
+        for line in mixed_training_runs(self.plan.results_dir):
             if line not in self.warned_models:
                 self.warned_models.add(line)
                 print(f"warning: the chapters in {_rel(self.plan.results_dir, self.plan.root)} used different "
@@ -1303,6 +1294,13 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot judge the claims of these folders: {e}") from None
     labels = [run_label(_rel(d, cwd)) for d in folders]
     print(replication_table(reps, *labels).markdown(), flush=True)
+    from .consistency import mixed_training_runs
+    for d in folders:
+        mixed = mixed_training_runs(d)
+        if mixed:
+            print(f"note: {_rel(d, cwd)} mixes trained models from different training runs ({mixed[0]}"
+                  f"{f'; and {len(mixed) - 1} more' if len(mixed) > 1 else ''}): its verdicts are not one run's",
+                  file=sys.stderr, flush=True)
     profiles = [_recorded_profile(d) for d in folders]
     if None not in profiles and profiles[0] != profiles[1]:
         print(f"note: the runs used different profiles ({profiles[0]}, {profiles[1]}): their claims are judged at "

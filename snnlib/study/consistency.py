@@ -20,7 +20,7 @@ from ..robustness.outcomes import Outcomes
 from .pipeline import PIPELINE_KEYS
 from .records import KINDS, AttackRecord, RecordError, StudyResults, read_chapter
 
-__all__ = ["CleanSet", "Agreement", "ModelMismatch", "base_clean_sets", "clean_agreement", "recorded_model_problems",
+__all__ = ["CleanSet", "Agreement", "ModelMismatch", "base_clean_sets", "clean_agreement", "mixed_training_runs", "recorded_model_problems",
            "check_recorded_models"]
 
 
@@ -132,6 +132,24 @@ def clean_agreement(study: StudyResults) -> List[Agreement]:
         if compared:
             out.append(Agreement(s.chapter, s.kind, s.seed, ref.chapter, images, level, agree, compared))
     return out
+
+
+def mixed_training_runs(results_dir: Union[str, os.PathLike]) -> List[str]:
+    """One line per trained model on which the chapters of ``results_dir`` disagree: by their weight fingerprints
+    (:func:`snnlib.study.results.model_mismatches`) and, for chapters written before the fingerprints, by their clean
+    outcomes (:func:`clean_agreement`).  Empty when every chapter used the same trained models (or an unreadable
+    results file leaves nothing to compare: the summary reports it)."""
+    from .records import load_study
+    from .results import model_mismatches
+
+    lines = model_mismatches(results_dir)
+    try:
+        lines += [f"{a.chapter} {a.kind} seed {a.seed}: {a.compared - a.agree} of {a.compared} clean outcomes "
+                  f"differ from {a.reference}'s" for a in clean_agreement(load_study(results_dir))
+                  if a.agree < a.compared]
+    except (RecordError, OSError, ValueError, KeyError):
+        pass
+    return lines
 
 
 class ModelMismatch(RuntimeError):

@@ -91,6 +91,13 @@ def test_compare_notes_when_the_runs_used_different_profiles(tmp_path, capsys):
     (other / "01_models.json").write_text(json.dumps(rec))
     assert cli.main(["compare", str(PUBLISHED), str(other)]) == cli.EXIT_OK
     err = capsys.readouterr().err
-    assert "different profiles (laptop, paper)" in err
+    assert "different profiles (laptop, paper)" in err and "mixes" not in err
+    for chapter, digest in (("01_models", "aaaa"), ("03_leak", "bbbb")):     # two chapters, two training runs
+        rec = json.loads((other / f"{chapter}.json").read_text())
+        rec["models"] = {"seed 0": {"ANN": digest}}
+        (other / f"{chapter}.json").write_text(json.dumps(rec))
+    assert cli.main(["compare", str(PUBLISHED), str(other)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert f"note: {other} mixes trained models from different training runs (seed 0 ANN: 01_models used aaaa" in err
     assert cli.main(["compare", str(PUBLISHED), str(PUBLISHED)]) == cli.EXIT_OK
     assert "different profiles" not in capsys.readouterr().err
