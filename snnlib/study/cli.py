@@ -884,7 +884,9 @@ class _Printer:
                 "source_sha256": _source_hash(p.input_path(u.notebook)),
                 "input": _rel(p.input_path(u.notebook), p.root),
                 "output": _rel(p.output_path(u.notebook), p.root),
-                "executor": p.executor}
+                "executor": p.executor,
+                # what the runner expected, next to the wall time it measures: estimate vs actual per notebook
+                "estimate_s": round(float(u.estimate_s), 1), "estimate_from": p.estimate(u.notebook)[1]}
         again = f" again (attempt {st.attempts} of {self.plan.retries + 1})" \
             if st.attempts > 1 else ""
         if self.local:

@@ -500,13 +500,29 @@ def provenance_table(results_dir: Union[str, Path], skip: Sequence[str] = ("07_s
     """How each chapter of a run was computed (:func:`snnlib.study.results.run_provenance`), with a total."""
     from .results import run_provenance
     prov = [r for r in run_provenance(results_dir) if r["notebook"] not in skip]
-    rows = [[r["notebook"], format_duration(r["wall_time_s"]), format_duration(r["runner_wall_time_s"]),
-             r["device"], f"{r['cpu_count']} / {r['torch_threads']}", r["torch_version"], r["git_commit"],
-             (r["timestamp_utc"] or "")[:16].replace("T", " "), r["models"] or "not recorded"] for r in prov]
+    estimated = any(r["estimate_s"] is not None for r in prov)    # the runner recorded its estimates (Dec 2026 on)
+    rows = [[r["notebook"], format_duration(r["wall_time_s"]), format_duration(r["runner_wall_time_s"])]
+            + ([_estimate_cell(r)] if estimated else [])
+            + [r["device"], f"{r['cpu_count']} / {r['torch_threads']}", r["torch_version"], r["git_commit"],
+               (r["timestamp_utc"] or "")[:16].replace("T", " "), r["models"] or "not recorded"] for r in prov]
     total = sum(r["wall_time_s"] or 0 for r in prov)
-    rows.append(["**total**", format_duration(total), "", "", "", "", "", "", ""])
-    return Table(rows, ["chapter", "wall time", "runner", "device", "CPUs / torch threads", "torch", "commit",
-                        "finished (UTC)", "models"], models_caption(results_dir, skip))
+    total_est = sum(r["estimate_s"] or 0 for r in prov)
+    rows.append(["**total**", format_duration(total), ""] + ([format_duration(total_est)] if estimated else [])
+                + [""] * 6)
+    caption = models_caption(results_dir, skip)
+    if estimated:
+        caption += (" estimated: what the runner expected when it started the chapter (the dry run's estimate, and "
+                    "where it came from), against the runner's wall time; not recorded for chapters run before the "
+                    "runner kept its estimates.")
+    return Table(rows, ["chapter", "wall time", "runner"] + (["estimated"] if estimated else [])
+                 + ["device", "CPUs / torch threads", "torch", "commit", "finished (UTC)", "models"], caption)
+
+
+def _estimate_cell(row: Mapping[str, Any]) -> str:
+    """The runner's estimate of one chapter and its source, or "not recorded"."""
+    if row.get("estimate_s") is None:
+        return "not recorded"
+    return format_duration(row["estimate_s"]) + (f" ({row['estimate_from']})" if row.get("estimate_from") else "")
 
 
 def models_caption(results_dir: Union[str, Path], skip: Sequence[str] = ("07_summary",)) -> str:

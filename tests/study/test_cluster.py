@@ -144,6 +144,8 @@ def test_local_executor_retries_a_crashed_kernel(capsys, tmp_path):
     log = json.loads((tmp_path / "res" / "_study_log.json").read_text())
     assert log["notebooks"]["02_discretization"]["status"] == "ok"
     assert log["notebooks"]["02_discretization"]["attempts"] == 2
+    entry = log["notebooks"]["02_discretization"]        # what the runner expected, next to what it measured
+    assert entry["estimate_s"] > 0 and entry["estimate_from"].startswith("profile estimate")
 
 
 def test_usage_errors(capsys, tmp_path):

@@ -137,6 +137,14 @@ def test_provenance_table_sums_the_chapters(tmp_path):
     t = tables.provenance_table(tmp_path)
     assert [r[0] for r in t.rows] == ["01_models", "02_discretization", "**total**"]
     assert t.rows[-1][1] == "2m 05s" and t.rows[0][1] == "1m 00s"
+    assert "estimated" not in t.columns                   # no runner estimates recorded: no such column
+    (tmp_path / "_study_log.json").write_text(json.dumps({"notebooks": {
+        "02_discretization": {"wall_time_s": 70.0, "estimate_s": 50.0, "estimate_from": "profile estimate on AMD EPYC"}}}))
+    t = tables.provenance_table(tmp_path)
+    col = t.columns.index("estimated")
+    assert col == 3 and len(t.columns) == len(t.rows[0]) == len(t.rows[-1])
+    assert t.rows[0][col] == "not recorded" and t.rows[1][col] == "0m 50s (profile estimate on AMD EPYC)"
+    assert t.rows[-1][col] == "0m 50s" and "what the runner expected" in t.caption
 
 
 def test_provenance_table_shows_whether_the_chapters_used_the_same_models(tmp_path):
