@@ -348,12 +348,33 @@ class _Plan:
         return entry if isinstance(entry, dict) else {}
 
     def is_done(self, nb: str) -> bool:
-        """Last run succeeded with the same parameters and the same notebook code."""
+        """Last run succeeded with the same parameters and the same notebook code, from the trained models the
+        results folder's 01_models recorded (:meth:`stale_models`); the summary also after every chapter it reads."""
         e = self.log_entry(nb)
         return (e.get("status") == "ok"
                 and e.get("parameters") == json.loads(json.dumps(self.params(nb)))
                 and self.output_path(nb).is_file()
-                and e.get("source_sha256") == _source_hash(self.input_path(nb)))
+                and e.get("source_sha256") == _source_hash(self.input_path(nb))
+                and not self.stale_models(nb) and not self.summary_outdated(nb))
+
+    def stale_models(self, nb: str) -> bool:
+        """Whether chapter ``nb``'s results were computed from other trained models than those the results folder's
+        01_models recorded (or record none where 01_models does): 01_models was re-run since, e.g. on another
+        machine, so --resume must run the chapter again rather than keep numbers of an earlier training run."""
+        if nb == "01_models" or nb in AGGREGATE_NOTEBOOKS:
+            return False
+        reference = (_read_json(self.results_dir / "01_models.json") or {}).get("models")
+        return bool(reference) and (_read_json(self.results_dir / f"{nb}.json") or {}).get("models") != reference
+
+    def summary_outdated(self, nb: str) -> bool:
+        """Whether the aggregate notebook ``nb`` (the summary) finished before a chapter it reads last finished, or
+        a chapter of this plan is about to run again."""
+        if nb not in AGGREGATE_NOTEBOOKS:
+            return False
+        mine = str(self.log_entry(nb).get("finished_utc") or "")
+        chapters = [other for other in NOTEBOOKS if other not in AGGREGATE_NOTEBOOKS]
+        return (any(str(self.log_entry(other).get("finished_utc") or "") > mine for other in chapters)
+                or any(other in self.notebooks and not self.is_done(other) for other in chapters))
 
     def estimate(self, nb: str) -> tuple[float, str]:
         """(seconds, where from): the last run's wall time, else the profile's estimate, scaled by the rough cost

@@ -380,6 +380,35 @@ def test_failure_reports_cell_and_rerun_command(capsys, tmp_path, book):
     assert log["notebooks"]["03_leak"]["status"] == "failed"
 
 
+def test_resume_reruns_chapters_of_an_earlier_training_run_and_a_summary_older_than_its_chapters(capsys, tmp_path,
+                                                                                                 book):
+    """After 01_models ran again (e.g. on another machine: other weights), a chapter whose results record other
+    models (or none) is not done; the summary is not done once a chapter finished after it."""
+    argv = _args(tmp_path, book, "--only", "01,02,07")
+    assert main(argv) == 0
+    assert main(argv + ["--resume"]) == 0
+    assert capsys.readouterr().out.count("skipped (done with the same parameters") == 3
+    res = tmp_path / "res"
+    rec = json.loads((res / "01_models.json").read_text())
+    rec["models"] = {"seed 0": {"ANN": "a" * 16}}                 # chapter 1 re-run: new models recorded
+    (res / "01_models.json").write_text(json.dumps(rec))
+    assert main(argv + ["--resume", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    rows = {nb: [line for line in plan.splitlines() if nb in line][-1] for nb in ("01_models", "02_disc", "07_sum")}
+    assert "done, skipped" in rows["01_models"] and "done, skipped" not in rows["02_disc"]
+    assert "done, skipped" not in rows["07_sum"]                    # chapter 2 runs again, so the summary does too
+    rec2 = json.loads((res / "02_discretization.json").read_text())
+    rec2["models"] = rec["models"]                                  # as if chapter 2 ran with the new models
+    (res / "02_discretization.json").write_text(json.dumps(rec2))
+    assert main(_args(tmp_path, book, "--only", "02", "--resume")) == 0        # done now: skipped
+    assert "skipped (done with the same parameters" in capsys.readouterr().out
+    log = json.loads((res / study.LOG_NAME).read_text())
+    log["notebooks"]["02_discretization"]["finished_utc"] = "2999-01-01T00:00:00+00:00"   # a chapter after the summary
+    (res / study.LOG_NAME).write_text(json.dumps(log))
+    assert main(_args(tmp_path, book, "--only", "07", "--resume")) == 0
+    assert "07_summary: ok in" in capsys.readouterr().out
+
+
 def test_resume_reruns_an_edited_notebook(capsys, tmp_path, book):
     argv = _args(tmp_path, book, "--only", "07_summary")
     assert main(argv) == 0
