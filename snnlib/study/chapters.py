@@ -40,12 +40,13 @@ from .claims import PAPER_TABLE_I
 from .formatting import format_percent
 from ..machine import resolve_device
 from .consistency import check_recorded_models
-from .pipeline import ModelSet, build_models
+from .pipeline import ModelSet, build_models, weights_digest
 from .profiles import KNOWN_PARAMS, ProfileError, main_eps, validate_overrides  # noqa: F401 (main_eps: the notebooks' E.main_eps)
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
                       CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
                       LeakResults, LeakRow, MaskingReport, ModelsResults, PerturbationImages, StageRow, SummaryFile,
-                      TimestepPoint, TRAINED_T, TrainingMethodResults, TrainingMethodRow, TransferCell, write_record)
+                      TimestepPoint, TRAINED_T, TrainingMethodResults, TrainingMethodRow, TransferCell, from_dict, to_dict,
+                      write_record)
 from .results import provenance
 
 __all__ = ["Context", "AttackPair", "AdaptiveAttacks", "check_params", "collect_params", "attack_order", "setup",
@@ -436,12 +437,29 @@ def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: flo
         zero_grad_check = pair.is_whitebox
     atk = make_attack(attack_name, pair.source, eps_255, ctx.params, **attack_kw)
     x_adv = _adv_cached(ctx, pair, atk, x, y)
-    clean = clean_outcomes(ctx, pair.target, n) if own_images else None
-    res = evaluate_attack(pair.target, _Precrafted(atk, x_adv), x, y, eval_seed=ctx.params["eval_seed"],
-                          zero_grad_check=zero_grad_check, source_name=pair.source_name,
-                          target_name=pair.target_name, draws=ctx.params["eval_draws"], image_ids=ids,
-                          clean_outcomes=clean)
-    return AttackRecord.from_result(res, attack_name, whitebox=pair.is_whitebox)
+
+    def scored() -> Dict[str, Any]:
+        clean = clean_outcomes(ctx, pair.target, n) if own_images else None
+        res = evaluate_attack(pair.target, _Precrafted(atk, x_adv), x, y, eval_seed=ctx.params["eval_seed"],
+                              zero_grad_check=zero_grad_check, source_name=pair.source_name,
+                              target_name=pair.target_name, draws=ctx.params["eval_draws"], image_ids=ids,
+                              clean_outcomes=clean)
+        return {"record": json.dumps(to_dict(AttackRecord.from_result(res, attack_name, whitebox=pair.is_whitebox)))}
+
+    # the scored record is cached too, keyed by the target's weights and the exact inputs: a chapter stopped part-way
+    # and run again re-uses every cell it finished instead of scoring them again
+    cfg = dict(target=weights_digest(pair.target), target_runtime=pair.target.config(), attack_name=attack_name,
+               source=model_key(pair.source_set, pair.source_kind, pair.source), attack=atk.config(),
+               names=[pair.source_name, pair.target_name], whitebox=pair.is_whitebox, x=_tensor_digest(x),
+               y=_tensor_digest(y), x_adv=_tensor_digest(x_adv), image_ids=None if ids is None else _tensor_digest(ids),
+               eval_seed=ctx.params["eval_seed"], draws=ctx.params["eval_draws"], zero_grad_check=bool(zero_grad_check))
+    return from_dict(AttackRecord, json.loads(ctx.cache.get_or_build("scored", cfg, scored)["record"]))
+
+
+def _tensor_digest(t: Tensor) -> str:
+    """SHA-256 (hex) of a tensor's dtype, shape and bytes."""
+    t = t.detach().cpu().contiguous()
+    return hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode() + t.numpy().tobytes()).hexdigest()
 
 
 def images_for(ctx: Context, *kinds: str, limit: Optional[int] = None) -> int:

@@ -393,3 +393,24 @@ def test_the_conversion_curve_keeps_the_outcomes_behind_each_point_and_they_surv
         assert p.accuracy.correct == int(p.outcomes.majority().sum())
     back = R.from_dict(R.TimestepPoint, R.to_dict(points[1]))
     assert back.T == 8 and (back.outcomes.correct == points[1].outcomes.correct).all()
+
+
+def test_a_scored_cell_is_cached_so_a_stopped_chapter_does_not_score_it_again(tiny_ctx, monkeypatch):
+    import dataclasses
+    from snnlib.study.records import to_dict
+    ctx = dataclasses.replace(tiny_ctx, clean_memo={})
+    pair = E.AttackPair.whitebox(ctx.target.snn_bp, "SNN-BP", ctx.target)
+    first = E.attack_result(ctx, pair, "FGSM", 6)
+    calls = []
+    real = E.evaluate_attack
+    monkeypatch.setattr(E, "evaluate_attack", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = E.attack_result(dataclasses.replace(ctx, clean_memo={}), pair, "FGSM", 6)    # a new kernel, same cache
+    assert not calls and to_dict(again) == to_dict(first)
+    assert all((again.outcomes[k].correct == first.outcomes[k].correct).all() for k in ("clean", "adversarial"))
+    other_seed = dataclasses.replace(ctx, params=dict(ctx.params, eval_seed=1), clean_memo={})
+    E.attack_result(other_seed, pair, "FGSM", 6)                          # other draws: scored afresh
+    assert calls == [1]
+    twin = E.AttackPair(source=ctx.target.snn_bp, source_name="SNN-BP", source_set=ctx.target, source_kind="SNN-BP",
+                        target=ctx.twin.snn_bp, target_name="SNN-BP")       # another target's weights
+    E.attack_result(ctx, twin, "FGSM", 6, zero_grad_check=True)
+    assert calls == [1, 1]
