@@ -456,6 +456,21 @@ def attack_result(ctx: Context, pair: AttackPair, attack_name: str, eps_255: flo
     return from_dict(AttackRecord, json.loads(ctx.cache.get_or_build("scored", cfg, scored)["record"]))
 
 
+def _cached_record(ctx: Context, kind: str, cls: type, key: Mapping[str, Any], build: Callable[[], Any]) -> Any:
+    """``build()``'s record (a dataclass of :mod:`snnlib.study.records`), cached under ``key`` plus everything the
+    chapter's attacks depend on (all its parameters but where it writes, the attack images and labels): a chapter
+    stopped part-way resumes after the last record it finished.  Always returned decoded from its JSON form."""
+    cfg = dict(key, params={k: v for k, v in ctx.params.items() if k not in ("profile", "results_dir")},
+               images=_tensor_digest(ctx.x), labels=_tensor_digest(ctx.y), image_ids=_tensor_digest(ctx.attack_ids()))
+    state = ctx.cache.get_or_build(kind, json.loads(json.dumps(cfg, default=str)),
+                                   lambda: {"record": json.dumps(to_dict(build()))})
+    return from_dict(cls, json.loads(state["record"]))
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _tensor_digest(t: Tensor) -> str:
     """SHA-256 (hex) of a tensor's dtype, shape and bytes."""
     t = t.detach().cpu().contiguous()
@@ -917,7 +932,10 @@ def gradient_masking_results(ctx: Context, eps_255: float,
     the other's black-box source; the first seed's cascade audited against its full suite)."""
     reports = {}
     for kind, model in ctx.target.kinds().items():
-        r = reports[kind] = masking_report(ctx, kind, model, eps_255)
+        r = reports[kind] = _cached_record(
+            ctx, "masking_report", MaskingReport,
+            dict(kind=kind, target=weights_digest(model), twin=ctx.twin.fingerprint(), eps_255=eps_255),
+            lambda: masking_report(ctx, kind, model, eps_255))
         log(f"{kind}: papers' attack {format_percent(r.paper)}, worst case {format_percent(r.worst_case)} "
             f"on the {r.n} audit images   {r.badge}")
     cascades = []
@@ -925,7 +943,11 @@ def gradient_masking_results(ctx: Context, eps_255: float,
     for i, target_set in enumerate(sets):
         twin_set = sets[1 - i] if len(sets) > 1 else target_set
         for kind in target_set.kinds():
-            c = cascade_report(ctx, kind, target_set, twin_set, eps_255, full=reports[kind] if i == 0 else None)
+            full = reports[kind] if i == 0 else None
+            key = dict(kind=kind, seed=target_set.seed, target=target_set.fingerprint(), twin=twin_set.fingerprint(),
+                       eps_255=eps_255, full=None if full is None else _text_digest(json.dumps(to_dict(full))))
+            c = _cached_record(ctx, "cascade", CascadeRecord, key,
+                               lambda: cascade_report(ctx, kind, target_set, twin_set, eps_255, full=full))
             cascades.append(c)
             missed = "" if c.audit is None else f"; audit: {c.audit['missed']} of {c.audit['n']} images missed"
             log(f"{kind} seed {c.seed}: cascade worst case {format_percent(c.worst_case)} on {c.n} images "

@@ -414,3 +414,24 @@ def test_a_scored_cell_is_cached_so_a_stopped_chapter_does_not_score_it_again(ti
                         target=ctx.twin.snn_bp, target_name="SNN-BP")       # another target's weights
     E.attack_result(ctx, twin, "FGSM", 6, zero_grad_check=True)
     assert calls == [1, 1]
+
+
+def test_chapter_6_resumes_from_its_cached_reports_and_recomputes_when_a_parameter_changes(tiny_ctx, monkeypatch):
+    import dataclasses
+    from snnlib.study.records import to_dict
+    from snnlib.robustness.prediction import predict_draws
+    labels = predict_draws(tiny_ctx.target.ann, tiny_ctx.x, 1, 0, tiny_ctx.attack_ids(), 64)[0]
+    ctx = dataclasses.replace(tiny_ctx, y=labels.clone(), clean_memo={},
+                              params=dict(tiny_ctx.params, apgd_steps=0, square_queries=0))
+    first = E.gradient_masking_results(ctx, 8, log=lambda s: None)
+    calls = []
+    cascades = {(c.kind, c.seed): c for c in first.cascades}
+    monkeypatch.setattr(E, "masking_report", lambda c, kind, *a, **k: calls.append("masking") or first.worst_case[kind])
+    monkeypatch.setattr(E, "cascade_report", lambda c, kind, target_set, *a, **k: calls.append("cascade")
+                        or cascades[(kind, target_set.seed)])
+    again = E.gradient_masking_results(dataclasses.replace(ctx, clean_memo={}), 8, log=lambda s: None)
+    assert not calls and to_dict(again) == to_dict(first)
+    assert len(again.cascades) == 6 and set(again.worst_case) == set(E.KINDS)
+    changed = dataclasses.replace(ctx, params=dict(ctx.params, eot_samples=3), clean_memo={})
+    E.gradient_masking_results(changed, 8, log=lambda s: None)
+    assert calls == ["masking"] * 3 + ["cascade"] * 6                   # another parameter: computed afresh
