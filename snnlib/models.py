@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .encoding import PoissonEncoder, check_timesteps, make_encoder, normalize, quantize
+from .encoding import PoissonEncoder, check_timesteps, normalize, quantize
 from .neurons import (LIF, LIFState, Surrogate, check_lif_backend, check_neuron_args, get_surrogate,
                       membrane_dtype)
 

@@ -264,7 +264,7 @@ def test_a_killed_job_is_reported_even_without_accounting(capfd, tmp_path, slurm
     cap = capfd.readouterr()
     assert rc == 1, cap.out[-3000:] + cap.err[-3000:]
     assert len(killed) == 1 and took < 110
-    assert f"02_discretization: FAILED after" in cap.err
+    assert "02_discretization: FAILED after" in cap.err
     assert f"SLURM job {killed[0]} ended (FAILED" in cap.err and "without writing its result; log: " in cap.err
     assert "Failures:\n  02_discretization (1 attempt): SLURM job" in cap.err
     assert "rerun only the notebooks that did not finish: python -m snnlib.study run --profile smoke " \

@@ -2,8 +2,6 @@
 import re
 from pathlib import Path
 
-import torch
-
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
