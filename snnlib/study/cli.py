@@ -376,30 +376,34 @@ class _Plan:
         return (any(str(self.log_entry(other).get("finished_utc") or "") > mine for other in chapters)
                 or any(other in self.notebooks and not self.is_done(other) for other in chapters))
 
-    def estimate(self, nb: str) -> tuple[float, str]:
-        """(seconds, where from): the last run's wall time, else the profile's estimate, scaled by the rough cost
-        model from the parameters it was measured (or estimated) with to this plan's."""
+    def _measured(self, nb: str) -> tuple[float, str, Any, Any]:
+        """(seconds, where from, the parameters they were measured with, the CPU they were measured on) of ``nb``:
+        the last run's wall time, else the profile's estimate."""
         res = _read_json(self.results_dir / f"{nb}.json")
         if res and isinstance(res.get("wall_time_s"), (int, float)):
             wall, src = float(res["wall_time_s"]), "last run"
             trained = res.get("training_s")
             if isinstance(trained, (int, float)) and trained > 0:       # training is estimated on its own
                 wall, src = max(wall - float(trained), 0.0), "last run without its training"
-            return self._scaled(nb, wall, src + self.other_machine((res.get("machine") or {}).get("cpu_name")),
-                                res.get("parameters"))
+            return wall, src, res.get("parameters"), (res.get("machine") or {}).get("cpu_name")
         e = self.log_entry(nb)
         if isinstance(e.get("wall_time_s"), (int, float)):
-            return self._scaled(nb, float(e["wall_time_s"]), "last run (runner)", e.get("parameters"))
-        return self._scaled(nb, self.profile["estimate_s"][nb],
-                            "profile estimate" + self.other_machine(self.profile.get("estimate_machine")), None)
+            return float(e["wall_time_s"]), "last run (runner)", e.get("parameters"), None
+        return self.profile["estimate_s"][nb], "profile estimate", None, self.profile.get("estimate_machine")
 
-    @staticmethod
-    def other_machine(measured_on: Any) -> str:
-        """" on <CPU>" when a time was measured on another CPU than this machine's, else ""."""
+    def estimate(self, nb: str) -> tuple[float, str]:
+        """(seconds, where from): the last run's wall time, else the profile's estimate, scaled by the rough cost
+        model from the parameters it was measured (or estimated) with to this plan's; "on <CPU>" when measured on
+        another CPU than this machine's."""
+        seconds, src, then, _ = self._measured(nb)
+        other = self.measured_on_other_cpu(nb)
+        return self._scaled(nb, seconds, src + (f" on {other}" if other else ""), then)
+
+    def measured_on_other_cpu(self, nb: str) -> str | None:
+        """The CPU ``nb``'s estimate was measured on when it is not this machine's, else None."""
         from ..machine import cpu_name
-        if not isinstance(measured_on, str) or not measured_on or measured_on == cpu_name():
-            return ""
-        return f" on {measured_on}"
+        cpu = self._measured(nb)[3]
+        return cpu if isinstance(cpu, str) and cpu and cpu != cpu_name() else None
 
     def uncached_seeds(self, notebooks: Sequence[str]) -> list[int]:
         """Model seeds whose trained models (ANN, thresholds, SNN-BP for this plan's training parameters and thread
@@ -794,7 +798,7 @@ def _print_plan(plan: _Plan, out=None) -> float:
         w("  ".join(f"{r[c]:<{widths[c]}}" for c in range(4)) + "  " + r[4] + "\n")
     w(f"\nTotal estimate: {_fmt_s(total)} for {len(plan.notebooks)} notebook(s)"
       + (", training included" if step else "") + "\n")
-    elsewhere = sorted({r[3].split(" on ", 1)[1].split(",")[0] for r in rows if " on " in r[3]})
+    elsewhere = sorted({cpu for cpu in map(plan.measured_on_other_cpu, todo) if cpu})
     if elsewhere:
         from ..machine import cpu_name
         w(f"note: the estimates marked 'on {elsewhere[0]}'{' (and others)' if len(elsewhere) > 1 else ''} were "
@@ -1291,18 +1295,12 @@ def _book(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _recorded_profile(results_dir: Path) -> str | None:
-    """The profile a results folder's chapter 1 recorded (None when it has no readable record)."""
-    try:
-        return json.loads((results_dir / "01_models.json").read_text(encoding="utf-8")).get("profile")
-    except (OSError, ValueError):
-        return None
-
-
 def _compare(args: argparse.Namespace) -> int:
     """``compare``: both runs' verdicts side by side (:func:`snnlib.study.replication.compare_runs`)."""
+    from .consistency import mixed_training_runs
     from .records import RecordError
     from .replication import compare_runs
+    from .results import chapter_one_record
     from .tables import replication_table, run_label
 
     cwd = Path.cwd()
@@ -1317,14 +1315,13 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot judge the claims of these folders: {e}") from None
     labels = [run_label(_rel(d, cwd)) for d in folders]
     print(replication_table(reps, *labels).markdown(), flush=True)
-    from .consistency import mixed_training_runs
     for d in folders:
         mixed = mixed_training_runs(d)
         if mixed:
             print(f"note: {_rel(d, cwd)} mixes trained models from different training runs ({mixed[0]}"
                   f"{f'; and {len(mixed) - 1} more' if len(mixed) > 1 else ''}): its verdicts are not one run's",
                   file=sys.stderr, flush=True)
-    profiles = [_recorded_profile(d) for d in folders]
+    profiles = [(chapter_one_record(d) or {}).get("profile") for d in folders]
     if None not in profiles and profiles[0] != profiles[1]:
         print(f"note: the runs used different profiles ({profiles[0]}, {profiles[1]}): their claims are judged at "
               "different scales, so a different verdict need not mean a different finding", file=sys.stderr, flush=True)

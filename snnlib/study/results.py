@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from ..files import atomic_write_json
 from ..machine import git_commit, machine_info, snnlib_version, torch_version, utc_now
 
-__all__ = ["write_result", "provenance", "run_provenance", "models_id", "model_fingerprints", "model_mismatches"]
+__all__ = ["write_result", "provenance", "run_provenance", "models_id", "model_fingerprints", "model_mismatches", "chapter_one_record"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -88,6 +88,16 @@ def model_mismatches(results_dir: str | os.PathLike) -> list[str]:
             parts = "; ".join(f"{', '.join(nbs)} used {d}" for d, nbs in by_digest.items())
             out.append(f"{seed} {kind}: {parts}")
     return out
+
+
+def chapter_one_record(results_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The results folder's 01_models record as parsed JSON (profile, machine, timestamp, ...), or None when it has
+    no readable one."""
+    try:
+        rec = json.loads((Path(results_dir) / "01_models.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def run_provenance(results_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from ..stats import accuracy_from_counts
 from .formatting import attack_label, format_accuracy, format_duration
 from .records import (KINDS, TRAINED_T, ClaimRow, DiscretizationResults, GradientMaskingResults, LeakResults, ModelsResults,
                       TrainingMethodResults, AttackSourceResults, series)
-from .replication import Replication
+from .replication import Replication, compare_runs
 
 __all__ = ["Table", "markdown_table", "html_table", "display_table", "glue_values", "clean_accuracy_table", "threshold_table",
            "perturbation_table", "attenuation_table", "headline_table", "masking_checks_table", "cascade_table",
@@ -814,10 +814,9 @@ def replication_table(replications: Sequence[Replication], label_a: str, label_b
 
 def run_label(results_dir: Union[str, Path]) -> str:
     """A results folder as a reader knows the run: its path, and the machine and day its chapter 1 ran on."""
-    path = Path(results_dir)
-    try:
-        rec = json.loads((path / "01_models.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    from .results import chapter_one_record
+    rec = chapter_one_record(results_dir)
+    if rec is None:
         return str(results_dir)
     machine = (rec.get("machine") or {}).get("device_name") or rec.get("device") or "unknown machine"
     day = str(rec.get("timestamp_utc") or "")[:10]
@@ -827,7 +826,6 @@ def run_label(results_dir: Union[str, Path]) -> str:
 def replication_tables(results_dir: Union[str, Path], others: Sequence[Union[str, Path]]) -> List[Table]:
     """This run's claims beside each other run's: one :func:`replication_table` per folder of ``others`` (the
     summary's ``compare_with``); a missing folder is a clear error."""
-    from .replication import compare_runs
     out = []
     for other in others:
         if not Path(other).is_dir():
