@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m snnlib.study run --profile smoke|laptop|paper [--only NOTEBOOK ...]
+    python -m snnlib.study run --profile smoke|laptop|gpu|paper [--only NOTEBOOK ...]
                                [-p name=value ...] [--dry-run] [--resume] [--keep-going]
                                [--publish | --out-dir DIR --results-dir DIR] [--data-dir DIR]
                                [--book-dir DIR] [--cache-dir DIR] [-v]
@@ -1169,7 +1169,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Execute the book's notebooks with papermill.")
     run.add_argument("--profile", default="smoke",
                      help="profile in snnlib/study/profiles.yaml: smoke (CI, minutes), laptop "
-                          "(2-core CPU, ~5 h, resumable), paper (GPU, many hours); default: smoke")
+                          "(2-core CPU, ~5.6 h, resumable), gpu (the laptop study scaled up for one GPU), paper "
+                          "(full CIFAR-10, GPU, many hours); default: smoke")
     run.add_argument("--only", action="append", metavar="NOTEBOOK",
                      help="run only these notebooks (repeatable or comma-separated; "
                           "'02_discretization', 'discretization' or '02'); an empty value is an error")

@@ -5,6 +5,9 @@ points show, on hover, the accuracy, its 95 % Clopper-Pearson interval and the n
 library itself is not embedded in the output (4.8 MB per figure): the book's ``interactive_figures`` extension
 (book/_ext) serves one copy with the site and loads it on the pages that need it.  The static matplotlib figure
 (:mod:`snnlib.study.plots`) is kept next to each for print and for readers without JavaScript.
+
+Without plotly installed (a GPU machine that cannot install it, say), each function returns a figure that displays
+as a one-line note saying so, so that a chapter still runs to its end and keeps its static figures and results.
 """
 from __future__ import annotations
 
@@ -21,11 +24,17 @@ __all__ = ["InteractiveFigure", "lines", "heatmap", "transfer_matrix", "budget_c
 PLOTLY_DIV_CLASS = "plotly-graph-div"
 
 
+#: the note shown in place of an interactive figure when plotly is not installed
+MISSING_PLOTLY_NOTE = ("(interactive version omitted: plotly is not installed here; the static figure above shows the "
+                       "same numbers. pip install -r requirements.txt adds it)")
+
+
 def _go():
+    """``plotly.graph_objects``, or None when plotly is not installed."""
     try:
         import plotly.graph_objects as go
     except ImportError:
-        raise ImportError("interactive figures need plotly: pip install -r requirements.txt") from None
+        return None
     return go
 
 
@@ -47,6 +56,9 @@ class InteractiveFigure:
         self.div_id = "snnlib-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def to_html(self) -> str:
+        """The figure's ``<div>`` (no library), or a note when plotly is not installed (``figure`` is None)."""
+        if self.figure is None:
+            return f'<p class="snnlib-no-plotly"><em>{MISSING_PLOTLY_NOTE}</em></p>'
         return self.figure.to_html(full_html=False, include_plotlyjs=False, div_id=self.div_id,
                                    config={"displaylogo": False, "responsive": True})
 
@@ -81,6 +93,8 @@ def lines(series: Mapping[str, Sequence[Tuple[float, object]]], title: str, xlab
     """One line with asymmetric error bars per series: ``series[label] = [(x, accuracy), ...]`` (accuracy: an
     :class:`snnlib.stats.Accuracy` or a mapping with value/low/high fractions); hover shows value, interval, n."""
     go = _go()
+    if go is None:
+        return InteractiveFigure(None, "lines|" + title)
     fig = go.Figure()
     for label, pts in series.items():
         pts = sorted(pts, key=lambda p: p[0])
@@ -103,10 +117,12 @@ def heatmap(matrix: Sequence[Sequence[object]], rows: Sequence[str], cols: Seque
             ) -> InteractiveFigure:
     """Accuracy heatmap (percent, 0-100 colour scale) with each cell's value shown and its interval on hover;
     ``matrix[i][j]`` is the accuracy of ``cols[j]`` under the attack crafted on ``rows[i]``."""
-    go = _go()
     if len(matrix) != len(rows) or any(len(r) != len(cols) for r in matrix):
         raise ValueError(f"matrix must be {len(rows)} x {len(cols)} (rows x cols), got "
                          f"{len(matrix)} x {[len(r) for r in matrix]}")
+    go = _go()
+    if go is None:
+        return InteractiveFigure(None, "heatmap|" + title)
     z = [[100 * accuracy_fractions(c)[0] for c in r] for r in matrix]
     text = [[f"{v:.1f}" for v in r] for r in z]
     hover = [[f"crafted on {rows[i]}, scored on {cols[j]}<br>{_hover(c)}" for j, c in enumerate(r)]

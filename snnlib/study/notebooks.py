@@ -8,8 +8,11 @@ from typing import Any
 
 from ..files import atomic_write_bytes
 
-#: command-line arguments of every notebook kernel the runner starts (ipykernel's log at ERROR level)
-KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+#: command-line arguments of every notebook kernel the runner starts: ipykernel's own log silenced below CRITICAL.
+#: What it logs at lower levels is nothing a user can act on: a notice on every start that its local TCP transport
+#: is not encrypted, and, when a run is stopped mid-cell, a traceback from replying on the socket the runner just
+#: closed. A cell's errors do not go through this log: they reach the runner with the executed notebook.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
 
 __all__ = ["NotebookFailed", "execute_notebook", "relative_path", "hide_injected_parameters",
            "hide_injected_parameters_in", "INJECTED_TAG", "HIDE_TAG", "running_prefix", "remove_stale_copies",
@@ -154,8 +157,6 @@ def execute_notebook(in_path: str | os.PathLike, out_path: str | os.PathLike,
         pm.execute_notebook(
             str(in_path), str(tmp), parameters=parameters, kernel_name=kernel,
             cwd=str(root), progress_bar=False, log_output=log_output,
-            # the kernel's own start-up notices (ipykernel 7 warns on every start that its local TCP transport is
-            # not encrypted) are nothing a user can act on; errors still show
             extra_arguments=list(KERNEL_ARGUMENTS),
         )
     except PapermillExecutionError as e:

@@ -43,3 +43,17 @@ def test_html_is_a_fragment_without_the_library_and_is_deterministic():
     other = interactive.heatmap(m, ["ANN"], ["ANN"], "another")._repr_html_()
     assert re.search(r'id="(snnlib-\w+)"', html)[1] != re.search(r'id="(snnlib-\w+)"', other)[1]
     assert len(interactive.plotly_js()) > 1_000_000
+
+
+def test_without_plotly_each_figure_is_a_note_and_bad_input_still_fails(monkeypatch):
+    """A machine without plotly still runs a chapter to its end: each interactive figure displays as a note saying
+    why it is missing (no Plotly div for the site to load), and a malformed matrix is still refused."""
+    for name in ("plotly", "plotly.graph_objects"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)      # import plotly... raises ImportError
+    m = [[_acc(3, 10)]]
+    for fig in (interactive.heatmap(m, ["ANN"], ["ANN"], "t"), interactive.lines({"ANN": [(0, m[0][0])]}, "t", "eps")):
+        html = fig._repr_html_()
+        assert fig.figure is None and interactive.MISSING_PLOTLY_NOTE in html
+        assert interactive.PLOTLY_DIV_CLASS not in html and "Plotly" not in html
+    with pytest.raises(ValueError, match="1 x 2"):
+        interactive.heatmap(m, ["ANN"], ["ANN", "SNN-BP"], "t")

@@ -12,11 +12,12 @@ from snnlib.study.profiles import KNOWN_PARAMS, NOTEBOOKS, ProfileError, load_pr
 
 # what each profile must be, as invariants (not a copy of the file)
 FAITHFUL = dict(dataset="cifar10", arch="vgg5", leak_bp=0.99, threshold_scale_bp=0.7, pgd_alpha=2)
+PROFILES = ("smoke", "laptop", "gpu", "paper")
 
 
 def test_all_profiles_load_and_cover_every_notebook():
-    assert set(P.available_profiles()) == {"smoke", "laptop", "paper"}
-    for name in ("smoke", "laptop", "paper"):
+    assert set(P.available_profiles()) == set(PROFILES)
+    for name in PROFILES:
         prof = load_profile(name)
         assert list(prof["notebooks"]) == list(NOTEBOOKS)
         for nb, params in prof["notebooks"].items():
@@ -27,7 +28,7 @@ def test_all_profiles_load_and_cover_every_notebook():
 
 
 def test_profile_values():
-    for name in ("smoke", "laptop", "paper"):
+    for name in PROFILES:
         common = load_profile(name)["common"]
         for k, v in FAITHFUL.items():      # the papers' setup is the default everywhere
             assert common[k] == v, (name, k)
@@ -38,7 +39,7 @@ def test_profile_values():
     assert c["n_train"] <= 512 and c["n_test"] <= 128 and c["epochs_ann"] <= 1 and c["epochs_snn"] <= 1
     assert max(smoke["estimate_s"].values()) <= 120
     # VGG5's five spiking layers delay the output by 5 steps: every swept T must exceed it
-    for name in ("smoke", "laptop", "paper"):
+    for name in PROFILES:
         nbs = load_profile(name)["notebooks"]
         assert min(nbs["02_discretization"]["T_list"]) > 5, name
         assert None in nbs["02_discretization"]["quant_bits"]
@@ -58,11 +59,36 @@ def test_profile_values():
                                             "label_smoothing")} == dict(ann_schedule="step", ann_lr=0.01,
                                                                         ann_warmup_epochs=0, ann_nesterov=False,
                                                                         label_smoothing=0.0)
-    for name in ("smoke", "laptop", "paper"):   # a validation split is held out, and the models still train
+    for name in PROFILES:   # a validation split is held out, and the models still train
         c = load_profile(name)["common"]
         assert 1 <= c["val_images"] < c["n_train"] and c["patience"] >= 1
     assert paper["common"]["n_train"] == 50000 and paper["common"]["T_conv"] == 2000
     assert paper["common"]["pgd_steps"] == 7 and {8, 16, 32} <= set(paper["common"]["eps_list"])
+
+
+def test_the_gpu_profile_is_the_laptop_study_scaled_up():
+    """Same data, seeds, sample order, recipe, budgets and margin as the laptop run (so its verdicts can be set beside
+    the laptop run's), at least as many images, draws, epochs and sweep points everywhere, every test image attacked,
+    SNN-conv at a T near its ANN, the 100-image audit of the adaptive suite, and a GPU required."""
+    laptop, gpu = load_profile("laptop"), load_profile("gpu")
+    same = ("dataset", "data_source", "arch", "n_train", "n_test", "val_images", "model_seeds", "sample_seed",
+            "eval_seed", "attack_seed", "T_bp", "leak_bp", "eps_list", "pgd_steps", "pgd_alpha", "ann_schedule",
+            "ann_lr", "label_smoothing", "equivalence_margin")
+    assert {k: gpu["common"][k] for k in same} == {k: laptop["common"][k] for k in same}
+    for k in ("epochs_ann", "epochs_snn", "eval_draws", "T_conv", "balance_images"):
+        assert gpu["common"][k] >= laptop["common"][k], k
+    assert gpu["common"]["device"] == "cuda" and gpu["common"]["T_conv"] >= 128
+    assert gpu["common"]["attack_images"] == gpu["common"]["n_test"] and gpu["common"]["snn_conv_images"] is None
+    for nb in NOTEBOOKS:
+        g, lap = gpu["notebooks"][nb], laptop["notebooks"][nb]
+        for k in ("T_list", "quant_bits", "leak_list", "T_bp_trained", "surrogates", "other_attacks"):
+            if k in g:
+                assert set(lap[k]) <= set(g[k]), (nb, k)
+        for k in ("eot_samples", "long_pgd_steps", "restarts", "apgd_steps", "square_queries", "attack_images"):
+            if k in g:
+                assert g[k] >= lap[k], (nb, k)
+    assert gpu["notebooks"]["06_gradient_masking"]["adaptive_images"] == 100
+    assert gpu["notebooks"]["05_attack_source"]["other_attack_images"] is None
 
 
 def test_overrides_common_and_extras():
