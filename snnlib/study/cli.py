@@ -72,6 +72,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -882,6 +883,12 @@ def _cuda_problem(plan: _Plan) -> str | None:
             "run it on a GPU machine or pass -p device=auto (CPU: slow)")
 
 
+def _named_chapters(line: str) -> set[str]:
+    """The chapters (notebook names) a line of :func:`~snnlib.study.consistency.mixed_training_runs` names, besides
+    01_models (the reference the others are compared with)."""
+    return set(re.findall(r"\b\d\d_[a-z_]+[a-z]", line)) - {"01_models"}
+
+
 class _Printer:
     """Prints the runner's lines from :func:`snnlib.study.executors.run_grid`'s callbacks and keeps the
     study log up to date."""
@@ -895,6 +902,9 @@ class _Printer:
         self.entries: dict[str, dict[str, Any]] = {}
         self.local = plan.executor == "local"
         self.warned_models: set[str] = set()
+        self.noted_pending: set[str] = set()
+        #: notebooks this run has still to execute (set by the runner; a finished one is removed)
+        self.pending: set[str] = set()
 
     def tag(self, st) -> str:
         return f"[{self.index[st.unit.id]}/{self.n}] {st.unit.label}"
@@ -930,16 +940,31 @@ class _Printer:
               file=sys.stderr, flush=True)
 
     def warn_mixed_models(self) -> None:
-        """A warning, once per disagreement, when the chapters in the results folder used different trained models
-        (e.g. one chapter re-run on another machine, whose float rounding trains other weights from the same seed)."""
+        """One warning naming each new disagreement, when the chapters in the results folder used different trained
+        models (e.g. one chapter re-run on another machine, whose float rounding trains other weights from the same
+        seed).  Chapters this run has still to execute (``pending``) are only named once, in a note: their results
+        are about to be replaced."""
         from .consistency import mixed_training_runs
 
-        for line in mixed_training_runs(self.plan.results_dir):
-            if line not in self.warned_models:
-                self.warned_models.add(line)
-                print(f"warning: the chapters in {_rel(self.plan.results_dir, self.plan.root)} used different "
-                      f"trained models ({line}); their numbers are not from one run: re-run the whole profile "
-                      "(the summary's provenance table says so too)", file=sys.stderr, flush=True)
+        where = _rel(self.plan.results_dir, self.plan.root)
+        lines = [line for line in mixed_training_runs(self.plan.results_dir) if line not in self.warned_models]
+        replaced = [line for line in lines if self._replaced_by_this_run(line)]
+        now = [line for line in lines if line not in replaced]
+        if now:
+            self.warned_models.update(now)
+            print(f"warning: the chapters in {where} used different trained models; their numbers are not from one "
+                  "run: re-run the whole profile (the summary's provenance table says so too):\n"
+                  + "\n".join(f"  {line}" for line in now), file=sys.stderr, flush=True)
+        later = sorted({nb for line in replaced for nb in _named_chapters(line)} - self.noted_pending)
+        if later:
+            self.noted_pending.update(later)
+            print(f"note: {', '.join(later)} in {where} used other trained models than 01_models; this run executes "
+                  f"{'it' if len(later) == 1 else 'them'} again", flush=True)
+
+    def _replaced_by_this_run(self, line: str) -> bool:
+        """Whether every chapter a disagreement names, besides 01_models, is still to run in this run."""
+        named = _named_chapters(line)
+        return bool(named) and named <= self.pending
 
     def finished(self, st) -> None:
         from .executors import OK
@@ -952,6 +977,8 @@ class _Printer:
         extra = {"attempts": st.attempts}
         if st.result and st.result.get("host"):
             extra["host"] = st.result["host"]
+        if u.kind != "train":
+            self.pending.discard(u.notebook)
         if st.status == OK:
             if entry is not None:
                 p.record(u.notebook, {**entry, "status": "ok", "wall_time_s": round(wall, 3),
@@ -1068,6 +1095,7 @@ def _run(plan: _Plan) -> int:
         all_units.append(by_nb.get(nb) or Unit(id=f"nb/{nb}", kind=NOTEBOOK, label=nb, spec={},
                                                notebook=nb))
     printer = _Printer(plan, all_units)
+    printer.pending = set(todo)
     for uid in skip:
         print(f"[{printer.index[uid]}/{printer.n}] {uid[3:]}: skipped (done with the same "
               "parameters; --resume)", flush=True)

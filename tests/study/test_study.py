@@ -450,8 +450,30 @@ def test_the_runner_warns_once_when_the_chapters_used_different_models(tmp_path,
     printer.warn_mixed_models()
     printer.warn_mixed_models()
     err = capsys.readouterr().err
-    assert err.count("warning:") == 1 and "used different trained models (seed 0 ANN: 01_models used" in err
-    assert "re-run the whole profile" in err
+    assert err.count("warning:") == 1 and "used different trained models" in err
+    assert "\n  seed 0 ANN: 01_models used" in err and "re-run the whole profile" in err
+
+
+def test_chapters_this_run_executes_again_are_named_once_in_a_note_not_warned(tmp_path, capsys):
+    """A --resume after chapter 1 was re-run: the older chapters disagree with it until this run replaces them, so
+    they get one note (not a warning after every notebook); a disagreeing chapter the run will not touch is warned."""
+    from types import SimpleNamespace
+
+    def write(nb, digest):
+        (tmp_path / f"{nb}.json").write_text(json.dumps({"models": {"seed 0": {"ANN": digest}}}))
+
+    printer = study._Printer(SimpleNamespace(results_dir=tmp_path, root=tmp_path, executor="local"), [])
+    printer.pending = {"03_leak", "05_attack_source"}
+    write("01_models", "a" * 16)
+    write("05_attack_source", "b" * 16)
+    printer.warn_mixed_models()
+    printer.warn_mixed_models()
+    cap = capsys.readouterr()
+    assert cap.err == "" and cap.out.count("note: 05_attack_source in ") == 1 and "executes it again" in cap.out
+    write("04_training_method", "c" * 16)                  # not in this run: its disagreement is warned
+    printer.warn_mixed_models()
+    cap = capsys.readouterr()
+    assert cap.err.count("warning:") == 1 and "04_training_method used cccc" in cap.err and cap.out == ""
 
 
 def test_the_runner_warns_when_clean_outcomes_show_other_models(tmp_path, capsys):
