@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -128,6 +129,10 @@ class ArtifactCache:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else cache_dir()
+        #: seconds of work this cache object saved, per kind: the build times (``build_s``, recorded by
+        #: :meth:`get_or_build`) of the entries :meth:`get_or_build` loaded instead of building; entries saved
+        #: without a build time count 0
+        self.reused_s: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"ArtifactCache(root={str(self.root)!r})"
@@ -149,8 +154,10 @@ class ArtifactCache:
         return (d / "state.pt").is_file() and (d / "config.json").is_file()
 
     # -- save / load --------------------------------------------------------------------------
-    def save(self, kind: str, config: Mapping[str, Any], state: Mapping[str, Any]) -> Path:
-        """Store ``state`` (a dict of tensors / primitives) for ``config``; return the folder.
+    def save(self, kind: str, config: Mapping[str, Any], state: Mapping[str, Any],
+             build_s: float | None = None) -> Path:
+        """Store ``state`` (a dict of tensors / primitives) for ``config``; return the folder.  ``build_s``: the
+        seconds it took to make (kept in ``config.json``, counted in :attr:`reused_s` when it is loaded again).
 
         The state is checked to load back with ``torch.load(weights_only=True)`` *before*
         anything is written, so a bad state fails here and not in a later notebook.
@@ -179,6 +186,8 @@ class ArtifactCache:
             "snnlib_version": snnlib_version(),
             "torch_version": torch_version(),
         }
+        if build_s is not None:
+            meta["build_s"] = round(float(build_s), 3)
         atomic_write_json(d / "config.json", meta)
         atomic_write_bytes(d / "state.pt", buf.getvalue())   # last: marks the entry complete
         return d
@@ -219,22 +228,37 @@ class ArtifactCache:
         """
         if self.has(kind, config):
             try:
-                return self.load(kind, config, map_location=map_location)
+                return self._reuse(kind, config, map_location)
             except CacheError as e:
                 print(f"snnlib: {e}; rebuilding", file=sys.stderr, flush=True)
         what = f"another process building {kind}/{config_key(config)}"
         with file_lock(self._lock_path(kind, config), what):
             if self.has(kind, config):
                 try:
-                    return self.load(kind, config, map_location=map_location)
+                    return self._reuse(kind, config, map_location)
                 except CacheError as e:
                     print(f"snnlib: {e}; rebuilding", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
             state = build_fn()
             if not isinstance(state, Mapping):
                 raise TypeError(f"build_fn for {kind!r} must return a dict (state), got "
                                 f"{type(state).__name__}")
-            self.save(kind, config, state)
+            self.save(kind, config, state, build_s=time.perf_counter() - t0)
             return dict(state)
+
+    def _reuse(self, kind: str, config: Mapping[str, Any], map_location: Any) -> dict[str, Any]:
+        """Load an entry for :meth:`get_or_build` and add its recorded build time to :attr:`reused_s`."""
+        state = self.load(kind, config, map_location=map_location)
+        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + self.build_seconds(kind, config)
+        return state
+
+    def build_seconds(self, kind: str, config: Mapping[str, Any]) -> float:
+        """The seconds the entry took to build, as recorded with it (0.0 when not recorded or unreadable)."""
+        try:
+            meta = json.loads((self.path(kind, config) / "config.json").read_text(encoding="utf-8"))
+            return max(float(meta.get("build_s") or 0.0), 0.0)
+        except (OSError, ValueError, TypeError):
+            return 0.0
 
     def remove(self, kind: str, config: Mapping[str, Any]) -> bool:
         """Delete the entry (if any); return whether something was deleted."""

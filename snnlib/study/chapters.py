@@ -40,7 +40,7 @@ from .claims import PAPER_TABLE_I
 from .formatting import format_percent
 from ..machine import resolve_device
 from .consistency import check_recorded_models
-from .pipeline import ModelSet, build_models, weights_digest
+from .pipeline import TRAINING_KINDS, ModelSet, build_models, weights_digest
 from .profiles import KNOWN_PARAMS, ProfileError, main_eps, validate_overrides  # noqa: F401 (main_eps: the notebooks' E.main_eps)
 from .records import (AttackRecord, AttackSourceResults, CascadeRecord, ChapterFile, CheckRecord, ClaimRow,
                       CleanRow, DiscretizationResults, DiscretizationRow, GradientMaskingResults, LayerPerturbation,
@@ -222,7 +222,13 @@ class Context:
             scale_note=self.scale_note(), device=str(self.device), results=results,
             wall_time_s=time.time() - self.started,
             models={f"seed {m.seed}": m.fingerprint() for m in self.models},
-            training_s=sum(float(m.info.get("training_s") or 0.0) for m in self.models), **provenance())
+            training_s=sum(float(m.info.get("training_s") or 0.0) for m in self.models),
+            reused_s=self.reused_attack_s(), **provenance())
+
+    def reused_attack_s(self) -> float:
+        """Seconds of attack work (crafted examples, scored cells, chapter 6's reports, not trained models) this
+        chapter loaded from the cache instead of doing again, by the build times recorded with them."""
+        return round(sum(s for kind, s in self.cache.reused_s.items() if kind not in TRAINING_KINDS), 3)
 
     def save(self, results) -> str:
         """Write ``<results_dir>/<notebook>.json`` (:func:`snnlib.study.records.write_record`); returns the path."""

@@ -386,6 +386,9 @@ class _Plan:
             trained = res.get("training_s")
             if isinstance(trained, (int, float)) and trained > 0:       # training is estimated on its own
                 wall, src = max(wall - float(trained), 0.0), "last run without its training"
+            reused = res.get("reused_s")
+            if isinstance(reused, (int, float)) and reused > 0:         # a resumed chapter: its earlier attempts too
+                wall, src = wall + float(reused), src + " + its cached work"
             return wall, src, res.get("parameters"), (res.get("machine") or {}).get("cpu_name")
         e = self.log_entry(nb)
         if isinstance(e.get("wall_time_s"), (int, float)):

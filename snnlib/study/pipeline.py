@@ -46,9 +46,11 @@ from .profiles import KNOWN_PARAMS, ProfileError, pipeline_checks
 
 __all__ = ["ModelSet", "build_models", "weights_digest", "PIPELINE_KEYS", "validation_split", "ann_train_config",
            "snn_train_config", "artifact_configs", "compute_record", "accuracy_matched_epoch", "accuracy_matched_ann",
-           "check_pipeline_params"]
+           "check_pipeline_params", "TRAINING_KINDS"]
 
 PIPELINE_VERSION = 2
+#: the artifact-cache kinds that hold trained models (what a chapter's ``training_s`` counts, not its attack work)
+TRAINING_KINDS = ("ann", "thresholds", "snn_bp", "checkpoints")
 #: the study's SNNs simulate inference (no graph) in pieces of this many timesteps: the same numbers, with memory
 #: bounded at the paper profile's T=2000 (whole-sequence inference of VGG5 at batch 128 would need ~67 GB)
 INFER_TIME_CHUNK = 64

@@ -106,7 +106,8 @@ def run_provenance(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     Keys: notebook, wall_time_s (the notebook's own measurement, seconds), runner_wall_time_s (papermill
     execution including kernel start, from ``_study_log.json`` when the study runner made it), estimate_s and
     estimate_from (what the runner expected before it started the notebook, and from what; None when not
-    recorded), device, cpu_count,
+    recorded), reused_s (attack work loaded from the artifact cache, by its recorded build times: an earlier
+    attempt's; None when not recorded), device, cpu_count,
     torch_threads, torch_version, git_commit, timestamp_utc, models (:func:`models_id` of the trained models it
     used, None when not recorded).  Files that are not result JSON are skipped.
     """
@@ -120,7 +121,7 @@ def run_provenance(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     for nb, r in _chapter_files(d):
         m = r.get("machine") or {}
         entry = log.get(nb) or {}
-        rows.append(dict(notebook=nb, wall_time_s=r.get("wall_time_s"),
+        rows.append(dict(notebook=nb, wall_time_s=r.get("wall_time_s"), reused_s=r.get("reused_s"),
                          runner_wall_time_s=entry.get("wall_time_s"), estimate_s=entry.get("estimate_s"),
                          estimate_from=entry.get("estimate_from"),
                          device=m.get("device_name"), cpu_count=m.get("cpu_count"),

@@ -501,20 +501,30 @@ def provenance_table(results_dir: Union[str, Path], skip: Sequence[str] = ("07_s
     from .results import run_provenance
     prov = [r for r in run_provenance(results_dir) if r["notebook"] not in skip]
     estimated = any(r["estimate_s"] is not None for r in prov)    # the runner recorded its estimates (Dec 2026 on)
-    rows = [[r["notebook"], format_duration(r["wall_time_s"]), format_duration(r["runner_wall_time_s"])]
+    reused = any(r.get("reused_s") for r in prov)                 # a chapter resumed from cached attack work
+    rows = [[r["notebook"], format_duration(r["wall_time_s"])]
+            + ([format_duration(r["reused_s"]) if r.get("reused_s") is not None else "not recorded"] if reused else [])
+            + [format_duration(r["runner_wall_time_s"])]
             + ([_estimate_cell(r)] if estimated else [])
             + [r["device"], f"{r['cpu_count']} / {r['torch_threads']}", r["torch_version"], r["git_commit"],
                (r["timestamp_utc"] or "")[:16].replace("T", " "), r["models"] or "not recorded"] for r in prov]
     total = sum(r["wall_time_s"] or 0 for r in prov)
     total_est = sum(r["estimate_s"] or 0 for r in prov)
-    rows.append(["**total**", format_duration(total), ""] + ([format_duration(total_est)] if estimated else [])
-                + [""] * 6)
+    rows.append(["**total**", format_duration(total)]
+                + ([format_duration(sum(r.get("reused_s") or 0 for r in prov))] if reused else []) + [""]
+                + ([format_duration(total_est)] if estimated else []) + [""] * 6)
     caption = models_caption(results_dir, skip)
+    if reused:
+        caption += (" reused: attack work (crafted examples, scored cells, chapter 6's reports) a chapter loaded from "
+                    "the cache instead of doing again, by the time each took when it was made: the work of an "
+                    "earlier attempt that was stopped (or a cell another chapter shares); the wall time is the last "
+                    "attempt's alone.")
     if estimated:
         caption += (" estimated: what the runner expected when it started the chapter (the dry run's estimate, and "
                     "where it came from), against the runner's wall time; not recorded for chapters run before the "
                     "runner kept its estimates.")
-    return Table(rows, ["chapter", "wall time", "runner"] + (["estimated"] if estimated else [])
+    return Table(rows, ["chapter", "wall time"] + (["reused"] if reused else []) + ["runner"]
+                 + (["estimated"] if estimated else [])
                  + ["device", "CPUs / torch threads", "torch", "commit", "finished (UTC)", "models"], caption)
 
 

@@ -163,6 +163,30 @@ def test_get_or_build_builds_once(tmp_path):
         cache.get_or_build("bad", CFG, lambda: 3)
 
 
+def test_a_reused_entry_counts_the_time_it_took_to_build(tmp_path):
+    """get_or_build records how long each build took; a later cache object that loads the entry instead of building
+    it adds that time to reused_s under its kind (an earlier, stopped attempt's work); building adds nothing, and an
+    entry saved without a build time (before they were recorded) counts 0."""
+    import time as _time
+
+    def slow():
+        _time.sleep(0.2)
+        return {"w": torch.ones(2)}
+
+    first = ArtifactCache(tmp_path)
+    first.get_or_build("scored", CFG, slow)
+    assert first.reused_s == {}
+    built = first.build_seconds("scored", CFG)
+    assert 0.2 <= built < 5
+    again = ArtifactCache(tmp_path)
+    again.get_or_build("scored", CFG, slow)
+    again.get_or_build("scored", CFG, slow)
+    assert again.reused_s == {"scored": pytest.approx(2 * built)}
+    again.save("adversarial", CFG, {"w": torch.zeros(1)})           # no build time recorded
+    again.get_or_build("adversarial", CFG, slow)
+    assert again.reused_s["adversarial"] == 0.0 and again.build_seconds("nosuch", CFG) == 0.0
+
+
 def test_resume_after_interrupted_build_and_partial_entry(tmp_path, capsys):
     cache = ArtifactCache(tmp_path)
 

@@ -414,6 +414,20 @@ def test_a_scored_cell_is_cached_so_a_stopped_chapter_does_not_score_it_again(ti
                         target=ctx.twin.snn_bp, target_name="SNN-BP")       # another target's weights
     E.attack_result(ctx, twin, "FGSM", 6, zero_grad_check=True)
     assert calls == [1, 1]
+    # a new kernel (a new cache object over the same folder) counts the attack work it re-used, not the models
+    import time
+
+    import torch
+    from snnlib.study.cache import ArtifactCache
+    ArtifactCache(ctx.cache.root).get_or_build("ann", {"seed": 99}, lambda: time.sleep(0.05) or {"w": torch.ones(1)})
+    resumed = dataclasses.replace(ctx, clean_memo={}, cache=ArtifactCache(ctx.cache.root))
+    resumed.cache.get_or_build("ann", {"seed": 99}, lambda: {})
+    assert resumed.cache.reused_s["ann"] >= 0.05 and resumed.reused_attack_s() == 0.0
+    E.attack_result(resumed, pair, "FGSM", 6)
+    assert calls == [1, 1] and set(resumed.cache.reused_s) == {"ann", "adversarial", "scored"}
+    assert resumed.cache.reused_s["adversarial"] > 0 and resumed.cache.reused_s["scored"] > 0
+    assert resumed.reused_attack_s() == pytest.approx(resumed.cache.reused_s["adversarial"]
+                                                      + resumed.cache.reused_s["scored"], abs=1e-3)
 
 
 def test_chapter_6_resumes_from_its_cached_reports_and_recomputes_when_a_parameter_changes(tiny_ctx, monkeypatch):

@@ -188,6 +188,12 @@ def test_dry_run_adds_training_when_the_models_are_not_cached(capsys, tmp_path, 
     assert main(_args(tmp_path, book, "--dry-run", "--only", "01,05")) == 0
     out = capsys.readouterr().out
     assert "(training)" not in out and "2m 00s    last run without its training" in out
+    # a chapter resumed after a stop: the work it loaded from the cache (an earlier attempt's) is part of its cost
+    (res / "05_attack_source.json").write_text(json.dumps({"wall_time_s": 500.0, "training_s": 380.0,
+                                                           "reused_s": 60.0}))
+    assert main(_args(tmp_path, book, "--dry-run", "--only", "05")) == 0
+    assert "3m 00s    last run without its training + its cached work" in capsys.readouterr().out
+    (res / "05_attack_source.json").write_text(json.dumps({"wall_time_s": 500.0, "training_s": 380.0}))
     (res / "01_models.json").write_text(json.dumps({"wall_time_s": 100.0, "training_s": 60.0}))
     assert main(_args(tmp_path, book, "--dry-run", "--only", "01,05")) == 0
     out = capsys.readouterr().out

@@ -147,6 +147,23 @@ def test_provenance_table_sums_the_chapters(tmp_path):
     assert t.rows[-1][col] == "0m 50s" and "what the runner expected" in t.caption
 
 
+def test_provenance_table_shows_the_work_a_resumed_chapter_reused(tmp_path):
+    """A chapter resumed after a stop records the attack work it loaded from the cache: a "reused" column next to
+    the wall time (its last attempt's), summed in the total; chapters from before it say "not recorded"."""
+    for nb, wall, reused in (("01_models", 60.0, None), ("02_discretization", 65.0, 600.0), ("03_leak", 5.0, 0.0)):
+        rec = {"wall_time_s": wall, "machine": {"cpu_count": 2}}
+        if reused is not None:
+            rec["reused_s"] = reused
+        (tmp_path / f"{nb}.json").write_text(json.dumps(rec))
+    t = tables.provenance_table(tmp_path)
+    col = t.columns.index("reused")
+    assert col == 2 and len(t.columns) == len(t.rows[0]) == len(t.rows[-1])
+    assert [r[col] for r in t.rows] == ["not recorded", "10m 00s", "0m 00s", "10m 00s"]
+    assert "earlier attempt" in t.caption
+    (tmp_path / "02_discretization.json").write_text(json.dumps({"wall_time_s": 65.0, "reused_s": 0.0}))
+    assert "reused" not in tables.provenance_table(tmp_path).columns     # nothing reused: no column
+
+
 def test_provenance_table_shows_whether_the_chapters_used_the_same_models(tmp_path):
     same = {"seed 0": {"ANN": "a" * 16, "SNN-BP": "b" * 16}}
     other = {"seed 0": {"ANN": "c" * 16, "SNN-BP": "b" * 16}}
