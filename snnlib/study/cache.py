@@ -29,8 +29,10 @@ import math
 import os
 import re
 import shutil
+import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -44,6 +46,11 @@ ENV_VAR = "SNNLIB_CACHE"
 
 _KEY_LEN = 16
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+#: this process's mark on the entries it builds (host, process id, start), so that re-using one of its own entries
+#: is not counted as work saved
+PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class CacheError(RuntimeError):
@@ -130,8 +137,9 @@ class ArtifactCache:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else cache_dir()
         #: seconds of work this cache object saved, per kind: the build times (``build_s``, recorded by
-        #: :meth:`get_or_build`) of the entries :meth:`get_or_build` loaded instead of building; entries saved
-        #: without a build time count 0
+        #: :meth:`get_or_build`) of the entries :meth:`get_or_build` loaded instead of building that another process
+        #: built (an earlier attempt, another chapter); an entry this process built is work already in its own wall
+        #: time and counts 0, as does one saved without a build time
         self.reused_s: dict[str, float] = {}
 
     def __repr__(self) -> str:
@@ -188,6 +196,7 @@ class ArtifactCache:
         }
         if build_s is not None:
             meta["build_s"] = round(float(build_s), 3)
+            meta["built_by"] = PROCESS_ID
         atomic_write_json(d / "config.json", meta)
         atomic_write_bytes(d / "state.pt", buf.getvalue())   # last: marks the entry complete
         return d
@@ -249,13 +258,16 @@ class ArtifactCache:
     def _reuse(self, kind: str, config: Mapping[str, Any], map_location: Any) -> dict[str, Any]:
         """Load an entry for :meth:`get_or_build` and add its recorded build time to :attr:`reused_s`."""
         state = self.load(kind, config, map_location=map_location)
-        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + self.build_seconds(kind, config)
+        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + self.build_seconds(kind, config, other_processes=True)
         return state
 
-    def build_seconds(self, kind: str, config: Mapping[str, Any]) -> float:
-        """The seconds the entry took to build, as recorded with it (0.0 when not recorded or unreadable)."""
+    def build_seconds(self, kind: str, config: Mapping[str, Any], *, other_processes: bool = False) -> float:
+        """The seconds the entry took to build, as recorded with it (0.0 when not recorded or unreadable, and with
+        ``other_processes`` when this process built it)."""
         try:
             meta = json.loads((self.path(kind, config) / "config.json").read_text(encoding="utf-8"))
+            if other_processes and meta.get("built_by") == PROCESS_ID:
+                return 0.0
             return max(float(meta.get("build_s") or 0.0), 0.0)
         except (OSError, ValueError, TypeError):
             return 0.0

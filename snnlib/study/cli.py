@@ -70,6 +70,7 @@ end lists the failures with the command that reruns only the notebooks that did 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -886,6 +887,28 @@ def _cuda_problem(plan: _Plan) -> str | None:
             "run it on a GPU machine or pass -p device=auto (CPU: slow)")
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill PID``, a scheduler's stop) stops the run as Ctrl-C does: the running notebook's kernel is shut
+    down, its published copy left unchanged, and the runner says how to resume.  A runner started in the background
+    of a non-interactive shell ignores SIGINT, so this is the way to stop it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _named_chapters(line: str) -> set[str]:
     """The chapters (notebook names) a line of :func:`~snnlib.study.consistency.mixed_training_runs` names, besides
     01_models (the reference the others are compared with)."""
@@ -1118,11 +1141,15 @@ def _run(plan: _Plan) -> int:
             print(f"note: {problem} (fine when the workers have one)", flush=True)
     printer.t_start = time.monotonic()
     try:
-        with environment(env), executor:
+        with environment(env), executor, _terminate_as_interrupt():
             states = run_grid(all_units, executor, retries=plan.retries,
                               keep_going=plan.args.keep_going, reporter=printer,
                               progress_every=plan.progress_every, skip=skip)
     except KeyboardInterrupt:
+        import logging
+        # a kernel stopped by the same signal (SIGTERM to the whole process group) leaves its cell's task failed:
+        # asyncio would log that as a traceback when the task is collected; the message below says what happened
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         cur = printer.current
         nb = cur.unit.notebook if cur is not None else None
         if plan.executor == "dask":

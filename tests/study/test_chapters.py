@@ -419,7 +419,9 @@ def test_a_scored_cell_is_cached_so_a_stopped_chapter_does_not_score_it_again(ti
 
     import torch
     from snnlib.study.cache import ArtifactCache
+    from snnlib.study import cache as C
     ArtifactCache(ctx.cache.root).get_or_build("ann", {"seed": 99}, lambda: time.sleep(0.05) or {"w": torch.ones(1)})
+    monkeypatch.setattr(C, "PROCESS_ID", "a later attempt")               # the entries above were another process's
     resumed = dataclasses.replace(ctx, clean_memo={}, cache=ArtifactCache(ctx.cache.root))
     resumed.cache.get_or_build("ann", {"seed": 99}, lambda: {})
     assert resumed.cache.reused_s["ann"] >= 0.05 and resumed.reused_attack_s() == 0.0

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,23 @@ def _sleeping_book(book: Path, marker: Path) -> None:
     nbformat.write(nb, str(book / "02_discretization.ipynb"))
 
 
-def test_an_interrupted_run_names_the_notebook_and_prints_no_traceback(tmp_path):
+def _kernels_of(pid: int) -> list[int]:
+    """Process ids of the kernels (ipykernel) started by process ``pid``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid \
+                    and b"ipykernel" in (d / "cmdline").read_bytes():
+                found.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+@pytest.mark.parametrize("how", ["SIGINT to the group", "SIGTERM to the runner", "SIGTERM to the group"])
+def test_an_interrupted_run_names_the_notebook_and_prints_no_traceback(tmp_path, how):
+    """Ctrl-C in a terminal reaches the runner and its kernel; ``kill PID`` (SIGTERM) only the runner, which must
+    then stop its kernel itself (a runner started with ``&`` from a script ignores SIGINT)."""
     book, marker, out = tmp_path / "book", tmp_path / "busy", tmp_path / "out"
     _sleeping_book(book, marker)
     cmd = [sys.executable, "-m", "snnlib.study", "run", "--only", "02", "--book-dir", str(book),
@@ -39,13 +56,23 @@ def test_an_interrupted_run_names_the_notebook_and_prints_no_traceback(tmp_path)
         while not marker.exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)                 # as a terminal's Ctrl-C: the whole group, kernel too
+        kernels = _kernels_of(proc.pid)
+        assert kernels
+        if how == "SIGINT to the group":
+            os.killpg(proc.pid, signal.SIGINT)             # as a terminal's Ctrl-C: the whole group, kernel too
+        elif how == "SIGTERM to the group":
+            os.killpg(proc.pid, signal.SIGTERM)            # as a batch scheduler's stop: the kernel dies at once
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
+        time.sleep(1)
+        assert not [k for k in kernels if Path(f"/proc/{k}").exists()
+                    and "Z" not in Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0]]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     text = stdout + stderr
     assert proc.returncode == 130, text
     assert "02_discretization: interrupted" in text and "--resume" in text, text
-    assert "Traceback" not in text and "Error" not in text, text
+    assert "Traceback" not in text and "Error" not in text and "exception" not in text, text
     assert not (out / "02_discretization.ipynb").exists()
