@@ -53,6 +53,17 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _build_seconds(meta: Mapping[str, Any], *, other_processes: bool) -> float:
+    """The build time an entry's config.json records (0.0 when none, and with ``other_processes`` when this process
+    built it)."""
+    if other_processes and meta.get("built_by") == PROCESS_ID:
+        return 0.0
+    try:
+        return max(float(meta.get("build_s") or 0.0), 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 class CacheError(RuntimeError):
     """A cache entry is unreadable or inconsistent."""
 
@@ -204,6 +215,10 @@ class ArtifactCache:
     def load(self, kind: str, config: Mapping[str, Any],
              map_location: Any = "cpu") -> dict[str, Any]:
         """Load the entry for ``config`` (``torch.load(weights_only=True)``)."""
+        return self._load(kind, config, map_location)[0]
+
+    def _load(self, kind: str, config: Mapping[str, Any], map_location: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(state, the entry's config.json) for ``config``, checked as :meth:`load` says."""
         import torch
 
         d = self.path(kind, config)
@@ -224,7 +239,7 @@ class ArtifactCache:
                              f"{e}); delete the folder to rebuild it") from None
         if not isinstance(state, dict):
             raise CacheError(f"cache entry {d}: state.pt does not hold a dict")
-        return state
+        return state, stored
 
     def get_or_build(self, kind: str, config: Mapping[str, Any],
                      build_fn: Callable[[], Mapping[str, Any]],
@@ -257,8 +272,8 @@ class ArtifactCache:
 
     def _reuse(self, kind: str, config: Mapping[str, Any], map_location: Any) -> dict[str, Any]:
         """Load an entry for :meth:`get_or_build` and add its recorded build time to :attr:`reused_s`."""
-        state = self.load(kind, config, map_location=map_location)
-        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + self.build_seconds(kind, config, other_processes=True)
+        state, meta = self._load(kind, config, map_location)
+        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + _build_seconds(meta, other_processes=True)
         return state
 
     def build_seconds(self, kind: str, config: Mapping[str, Any], *, other_processes: bool = False) -> float:
@@ -266,11 +281,9 @@ class ArtifactCache:
         ``other_processes`` when this process built it)."""
         try:
             meta = json.loads((self.path(kind, config) / "config.json").read_text(encoding="utf-8"))
-            if other_processes and meta.get("built_by") == PROCESS_ID:
-                return 0.0
-            return max(float(meta.get("build_s") or 0.0), 0.0)
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError):
             return 0.0
+        return _build_seconds(meta, other_processes=other_processes)
 
     def remove(self, kind: str, config: Mapping[str, Any]) -> bool:
         """Delete the entry (if any); return whether something was deleted."""

@@ -400,15 +400,13 @@ class _Plan:
         """(seconds, where from): the last run's wall time, else the profile's estimate, scaled by the rough cost
         model from the parameters it was measured (or estimated) with to this plan's; "on <CPU>" when measured on
         another CPU than this machine's."""
-        seconds, src, then, _ = self._measured(nb)
-        other = self.measured_on_other_cpu(nb)
+        seconds, src, then, cpu = self._measured(nb)
+        other = _other_cpu(cpu)
         return self._scaled(nb, seconds, src + (f" on {other}" if other else ""), then)
 
     def measured_on_other_cpu(self, nb: str) -> str | None:
         """The CPU ``nb``'s estimate was measured on when it is not this machine's, else None."""
-        from ..machine import cpu_name
-        cpu = self._measured(nb)[3]
-        return cpu if isinstance(cpu, str) and cpu and cpu != cpu_name() else None
+        return _other_cpu(self._measured(nb)[3])
 
     def uncached_seeds(self, notebooks: Sequence[str]) -> list[int]:
         """Model seeds whose trained models (ANN, thresholds, SNN-BP for this plan's training parameters and thread
@@ -887,6 +885,12 @@ def _cuda_problem(plan: _Plan) -> str | None:
             "run it on a GPU machine or pass -p device=auto (CPU: slow)")
 
 
+def _other_cpu(cpu: Any) -> str | None:
+    """``cpu`` (a CPU name a time was measured on) when it is not this machine's, else None."""
+    from ..machine import cpu_name
+    return cpu if isinstance(cpu, str) and cpu and cpu != cpu_name() else None
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt():
     """SIGTERM (``kill PID``, a scheduler's stop) stops the run as Ctrl-C does: the running notebook's kernel is shut
@@ -919,7 +923,7 @@ class _Printer:
     """Prints the runner's lines from :func:`snnlib.study.executors.run_grid`'s callbacks and keeps the
     study log up to date."""
 
-    def __init__(self, plan: _Plan, units: Sequence[Any]) -> None:
+    def __init__(self, plan: _Plan, units: Sequence[Any], pending: Sequence[str] = ()) -> None:
         self.plan = plan
         self.index = {u.id: i for i, u in enumerate(units, 1)}
         self.n = len(units)
@@ -929,8 +933,8 @@ class _Printer:
         self.local = plan.executor == "local"
         self.warned_models: set[str] = set()
         self.noted_pending: set[str] = set()
-        #: notebooks this run has still to execute (set by the runner; a finished one is removed)
-        self.pending: set[str] = set()
+        #: notebooks this run has still to execute (a finished one is removed)
+        self.pending: set[str] = set(pending)
 
     def tag(self, st) -> str:
         return f"[{self.index[st.unit.id]}/{self.n}] {st.unit.label}"
@@ -1120,8 +1124,7 @@ def _run(plan: _Plan) -> int:
     for nb in plan.notebooks:
         all_units.append(by_nb.get(nb) or Unit(id=f"nb/{nb}", kind=NOTEBOOK, label=nb, spec={},
                                                notebook=nb))
-    printer = _Printer(plan, all_units)
-    printer.pending = set(todo)
+    printer = _Printer(plan, all_units, pending=todo)
     for uid in skip:
         print(f"[{printer.index[uid]}/{printer.n}] {uid[3:]}: skipped (done with the same "
               "parameters; --resume)", flush=True)
