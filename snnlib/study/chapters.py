@@ -141,12 +141,13 @@ def collect_params(namespace: Mapping[str, Any], notebook: str) -> Dict[str, Any
 
     Run inside a notebook, the names set in its parameters cells (its own and papermill's injected one, from
     IPython's input history) that are not this notebook's parameters are passed on too, so that
-    :func:`check_params` refuses them (``papermill ... -p T_bp_typo 8`` would otherwise run with the default)."""
+    :func:`check_params` refuses them (``papermill ... -p T_bp_typo 8`` would otherwise run with the default).
+    An optional parameter (a memory setting such as ``attack_batch``) the namespace lacks is left out: it means null."""
     names = [k for k, p in KNOWN_PARAMS.items() if p.notebooks is None or notebook in p.notebooks]
-    missing = [k for k in names if k not in namespace]
+    missing = [k for k in names if k not in namespace and not KNOWN_PARAMS[k].optional]
     if missing:
         raise ProfileError(f"{notebook}: the parameters cell lacks {missing}")
-    out = {k: namespace[k] for k in names}
+    out = {k: namespace[k] for k in names if k in namespace}
     for k in _parameter_cell_names(namespace):
         if k not in out and k not in ("profile", "results_dir") and k in namespace:
             out[k] = namespace[k]
@@ -774,23 +775,26 @@ def adaptive_attacks(ctx: Context, kind: str, model: nn.Module, eps_255: float,
     P = ctx.params
     eps = float(eps_255) / 255
     steps, L, R, seed = int(P["pgd_steps"]), int(P["long_pgd_steps"]), int(P["restarts"]), int(P["attack_seed"])
+    batch = P.get("attack_batch")
     twin_set = ctx.twin if twin is None else twin
     twin = twin_set.kinds()[kind]
     if not isinstance(model, SpikingVGG):
         paper_pgd, transfer = f"PGD-{steps} (paper)", f"PGD-{steps} transfer from twin ANN"
         attacks = {"FGSM (paper)": make_attack("fgsm", model, eps_255, P),
                    paper_pgd: make_attack("pgd", model, eps_255, P),
-                   f"PGD-{L}x{R}": PGD(model, eps, alpha=default_alpha(eps, L), steps=L, restarts=R, seed=seed),
+                   f"PGD-{L}x{R}": PGD(model, eps, alpha=default_alpha(eps, L), steps=L, restarts=R, seed=seed,
+                                       batch_size=batch),
                    **autoattack_stages(model, eps, P, eot=1),
                    transfer: make_attack("pgd", twin, eps_255, P)}
         return AdaptiveAttacks(attacks, paper_pgd, "FGSM (paper)", transfer, [transfer])
     paper_pgd = f"PGD-{steps} Alg.1 (paper)"
     suite = adaptive_suite(model, eps, steps=L, restarts=R, eot=int(P["eot_samples"]), eot_steps=steps,
-                           paper_steps=steps, surrogates=(), seed=seed)
+                           paper_steps=steps, surrogates=(), seed=seed, batch_size=batch)
     suite[paper_pgd] = make_attack("pgd", model, eps_255, P)      # the profile's step size, as in chapter 4
     own = repr(model.surrogate)
     short_surrogates = {f"PGD-{steps} surrogate {key}": PGD(variant, eps, alpha=float(P["pgd_alpha"]) / 255,
-                                                            steps=steps, grad_mode="bptt", seed=seed)
+                                                            steps=steps, grad_mode="bptt", seed=seed,
+                                                            batch_size=batch)
                         for key, variant in surrogate_variants(model, tuple(P["surrogates"])).items() if key != own}
     attacks: Dict[str, Attack] = {"FGSM Alg.1 (paper)": make_attack("fgsm", model, eps_255, P)}
     long_bptt = f"PGD-{L}x{R} BPTT"
@@ -810,16 +814,16 @@ def autoattack_stages(model: nn.Module, eps: float, P: Mapping[str, Any], eot: i
     """AutoAttack's attacks from torchattacks (:mod:`snnlib.attacks.external`) on ``model``: APGD-CE and APGD-DLR
     at ``apgd_steps`` iterations with ``eot`` gradient passes per step, and the gradient-free Square at
     ``square_queries`` queries (the masking check: it needs no gradient); a parameter of 0 (or absent) leaves its
-    attacks out.  eps: budget in [0, 1] pixel units."""
+    attacks out; each crafts ``attack_batch`` images at once.  eps: budget in [0, 1] pixel units."""
     from ..attacks.external import APGD, Square
-    seed, out = int(P["attack_seed"]), {}
+    seed, out, batch = int(P["attack_seed"]), {}, P.get("attack_batch")
     steps, queries = int(P.get("apgd_steps", 0)), int(P.get("square_queries", 0))
     if steps:
         for loss in ("ce", "dlr"):
             name = f"APGD-{loss.upper()}-{steps}" + (f" EOT-{eot}" if eot > 1 else "")
-            out[name] = APGD(model, eps, steps=steps, loss=loss, eot=eot, seed=seed)
+            out[name] = APGD(model, eps, steps=steps, loss=loss, eot=eot, seed=seed, batch_size=batch)
     if queries:
-        out[f"Square-{queries}"] = Square(model, eps, queries=queries, seed=seed)
+        out[f"Square-{queries}"] = Square(model, eps, queries=queries, seed=seed, batch_size=batch)
     return out
 
 

@@ -35,7 +35,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 __all__ = [
     "NOTEBOOKS",
+    "ATTACKING_NOTEBOOKS",
     "KNOWN_PARAMS",
+    "NOTEBOOK_EXTRAS",
+    "REQUIRED_EXTRAS",
     "RUNNER_PARAMS",
     "PROFILES_PATH",
     "ProfileError",
@@ -66,6 +69,10 @@ NOTEBOOKS: tuple[str, ...] = (
     "06_gradient_masking",
     "07_summary",
 )
+
+#: The notebooks that craft adversarial examples (they take the memory setting ``attack_batch``).
+ATTACKING_NOTEBOOKS: tuple[str, ...] = ("02_discretization", "03_leak", "04_training_method", "05_attack_source",
+                                        "06_gradient_masking")
 
 #: Parameters the runner adds itself (not settable in a profile or with ``-p``).
 RUNNER_PARAMS: tuple[str, ...] = ("profile", "results_dir")
@@ -203,6 +210,7 @@ class Param:
     doc: str                        #: meaning and unit (no '=': papermill parses the comment)
     check: Callable[[Any], Any]     #: returns the normalised value or raises ``_Invalid``
     notebooks: tuple[str, ...] | None = None  #: ``None``: common to every notebook
+    optional: bool = False          #: a profile's notebook block and a parameters cell may leave it out (= null)
 
     @property
     def common(self) -> bool:
@@ -217,9 +225,9 @@ class Param:
 
 
 def _p(name: str, type_: str, allowed: str, doc: str, check: Callable[[Any], Any],
-       notebooks: Sequence[str] | None = None) -> Param:
+       notebooks: Sequence[str] | None = None, optional: bool = False) -> Param:
     return Param(name, type_, allowed, doc, check,
-                 None if notebooks is None else tuple(notebooks))
+                 None if notebooks is None else tuple(notebooks), optional)
 
 
 _PARAM_LIST = [
@@ -331,9 +339,10 @@ _PARAM_LIST = [
        "(each seed a target and the other's source: two replicates)", _choice_check("first", "both"),
        ["04_training_method", "05_attack_source"]),
     _p("attack_batch", "int|null", "an integer >= 1 or null",
-       "images an attack crafts at once (null: all attack images in one batch); BPTT memory grows with it x T; the "
-       "examples are those of one batch (the random start continues one stream, the source's spikes are drawn per "
-       "image) up to float rounding", _optional(_int_check(1)), ["05_attack_source"]),
+       "images an attack crafts at once (null: all attack images in one batch); BPTT memory grows with it x T; an "
+       "ANN source crafts the examples of one batch (the random start continues one stream), a Poisson-coded SNN "
+       "source draws its spikes batch by batch: other draws of the same attack; a notebook may leave it out (null)",
+       _optional(_int_check(1)), ATTACKING_NOTEBOOKS, optional=True),
     _p("other_attacks", "list[str]", "a list (possibly empty) of distinct names among 'rfgsm', 'bim'",
        "the IJCNN paper's other attacks (R-FGSM, BIM), run next to FGSM and PGD on other_attack_images images",
        _list_check(_choice_check("rfgsm", "bim"), min_len=0, unique=True), ["05_attack_source"]),
@@ -380,6 +389,11 @@ COMMON_PARAMS: tuple[str, ...] = tuple(p.name for p in _PARAM_LIST if p.common)
 NOTEBOOK_EXTRAS: dict[str, tuple[str, ...]] = {
     nb: tuple(p.name for p in _PARAM_LIST if p.notebooks and nb in p.notebooks)
     for nb in NOTEBOOKS
+}
+
+#: Per notebook stem: the extra parameters it must be given (the optional ones may be left out: they mean null).
+REQUIRED_EXTRAS: dict[str, tuple[str, ...]] = {
+    nb: tuple(k for k in extras if not KNOWN_PARAMS[k].optional) for nb, extras in NOTEBOOK_EXTRAS.items()
 }
 
 
@@ -530,7 +544,7 @@ def _validate_raw_profile(name: str, raw: Any, errors: list[str]) -> None:
     for nb in NOTEBOOKS:
         block = nbs.get(nb) or {}
         if isinstance(block, dict):
-            miss = [k for k in NOTEBOOK_EXTRAS[nb] if k not in block]
+            miss = [k for k in REQUIRED_EXTRAS[nb] if k not in block]
             if miss:
                 errors.append(f"{where}, key 'notebooks.{nb}': missing parameter(s) "
                               f"{', '.join(miss)}")
@@ -897,7 +911,7 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None,
     for nb in NOTEBOOKS:
         merged = _merge(raw, nb)
         for k, v in ov.items():
-            if k in merged:
+            if k in merged or k in NOTEBOOK_EXTRAS[nb]:
                 merged[k] = copy.deepcopy(v)
         nbs[nb] = merged
     errors: list[str] = []

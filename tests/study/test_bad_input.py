@@ -375,6 +375,31 @@ def test_each_notebooks_own_defaults_pass_check_params(path):
     assert E.check_params(stem, ns)["profile"] == "smoke"
 
 
+def test_a_notebook_whose_parameters_cell_leaves_out_attack_batch_takes_it_from_papermill(tmp_path):
+    """attack_batch is optional: chapters 2-4 and 6 do not list it in their parameters cells, yet a profile or
+    ``papermill -p attack_batch N`` that sets it reaches the chapter's parameters; left out, it is absent (null)."""
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(P.parameters_cell_source("03_leak"))
+    params.metadata["tags"] = ["parameters"]
+    assert "attack_batch" not in params.source
+    out = tmp_path / "seen"
+    nb.cells = [params,
+                nbformat.v4.new_code_cell("from snnlib.study import chapters as E\n"
+                                          "P = E.check_params('03_leak', E.collect_params(globals(), '03_leak'))\n"
+                                          f"open({str(out)!r}, 'w').write(repr(P.get('attack_batch', 'absent')))")]
+    src = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(src))
+    seen = []
+    for parameters in ({"attack_batch": 7}, {}):
+        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters=parameters, cwd=str(ROOT),
+                            progress_bar=False, kernel_name="python3")
+        seen.append(out.read_text())
+    assert seen == ["7", "'absent'"]
+
+
 def test_papermill_run_with_an_unknown_parameter_stops_before_work(tmp_path):
     """A notebook run directly with papermill and a mistyped parameter stops at its check cell with the message;
     the cell after it (the work) never runs."""

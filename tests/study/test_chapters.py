@@ -194,19 +194,56 @@ def test_zero_gradient_share_is_the_robustness_apis_value(tiny_ctx):
         assert share == res.zero_grad_share and 0.0 <= share <= 1.0
 
 
-def test_attack_batch_crafts_in_pieces_within_the_budget(tiny_ctx):
-    """attack_batch (chapter 5's memory bound): the attack crafts that many images at once, with the same examples
-    as one batch of all (the random start continues one stream, the source's spikes are drawn per image)."""
+def test_attack_batch_changes_only_the_poisson_draws_an_snn_source_sees(tiny_ctx):
+    """attack_batch (a memory bound): the attack crafts that many images at once, within the budget.  The random
+    start continues one stream, so a deterministic source (the ANN, an SNN with analog input) crafts exactly the
+    examples of one batch; a Poisson-coded SNN source draws its spikes batch by batch, so its examples are other
+    draws of the same attack (tiny_ctx's own SNNs, at T=4 <= 5 spiking layers, are silent: active ones here)."""
+    import copy
     import torch
-    model = tiny_ctx.target.snn_bp
-    whole = E.make_attack("pgd", model, 8, tiny_ctx.params)
-    pieces = E.make_attack("pgd", model, 8, dict(tiny_ctx.params, attack_batch=3))
-    assert whole.batch_size is None and pieces.batch_size == 3
-    assert whole.config() != pieces.config()
-    x, y = tiny_ctx.x[:7], tiny_ctx.y[:7]
-    a, b = whole(x, y), pieces(x, y)
-    assert (b - x).abs().max() <= 8 / 255 + 1e-6 and b.min() >= 0 and b.max() <= 1
-    assert torch.equal(a, b) and not torch.equal(a, x)
+    from snnlib.encoding import DirectEncoder, PoissonEncoder
+    from snnlib.models import SpikingVGG
+    ann = tiny_ctx.target.ann
+    x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = ann(x).argmax(1).detach()
+    params = dict(tiny_ctx.params, pgd_steps=3)
+    for name, model, same in (
+            ("ANN", ann, True),
+            ("SNN, analog input", SpikingVGG(copy.deepcopy(ann), [0.05] * 5, T=8, leak=0.99,
+                                              encoder=DirectEncoder()).eval(), True),
+            ("SNN, Poisson input", SpikingVGG(copy.deepcopy(ann), [0.05] * 5, T=8, leak=0.99,
+                                               encoder=PoissonEncoder(seed=0)).eval(), False)):
+        with torch.no_grad():
+            assert model(x).abs().sum() > 0, name                        # the source responds
+        whole = E.make_attack("pgd", model, 8, params)
+        pieces = E.make_attack("pgd", model, 8, dict(params, attack_batch=2))
+        assert whole.batch_size is None and pieces.batch_size == 2 and whole.config() != pieces.config()
+        a, b = whole(x, y), pieces(x, y)
+        assert (b - x).abs().max() <= 8 / 255 + 1e-6 and b.min() >= 0 and b.max() <= 1
+        assert not torch.equal(a, x)
+        assert torch.allclose(a, b, atol=1e-6) == same, name
+
+
+def test_attack_batch_bounds_every_attack_of_chapter_6(tiny_ctx):
+    """attack_batch reaches every attack chapter 6 runs (the papers', the adaptive suite, APGD, Square, the
+    transfers; SNN and ANN targets), and a cascade crafted in pieces runs every stage within the budget."""
+    import dataclasses
+    import torch
+    base = dict(tiny_ctx.params, apgd_steps=2, square_queries=5)
+    with torch.no_grad():              # labels the ANN gets right, so that its cascade attacks every image
+        y = tiny_ctx.target.ann(tiny_ctx.x).argmax(1)
+    whole = dataclasses.replace(tiny_ctx, params=base, y=y, clean_memo={}, cache=None)
+    pieces = dataclasses.replace(whole, params=dict(base, attack_batch=3), clean_memo={})
+    for kind in ("SNN-BP", "ANN"):
+        model = getattr(tiny_ctx.target, {"SNN-BP": "snn_bp", "ANN": "ann"}[kind])
+        one = E.adaptive_attacks(whole, kind, model, 8).attacks
+        assert {n: a.batch_size for n, a in one.items()} == dict.fromkeys(one, None), kind
+        batched = E.adaptive_attacks(pieces, kind, model, 8).attacks
+        assert {n: a.batch_size for n, a in batched.items()} == dict.fromkeys(batched, 3), kind
+    c = E.cascade_report(pieces, "ANN", pieces.target, pieces.twin, 8)
+    assert c.stages[0].attacked == 4 and all(s.max_linf <= 8 / 255 + 1e-6 for s in c.stages)
+    assert [s.name for s in c.stages] == [s.name for s in E.cascade_report(whole, "ANN", whole.target,
+                                                                           whole.twin, 8).stages]
 
 
 def test_attack_pair_and_attack_result(tiny_ctx):

@@ -21,7 +21,8 @@ def test_all_profiles_load_and_cover_every_notebook():
         prof = load_profile(name)
         assert list(prof["notebooks"]) == list(NOTEBOOKS)
         for nb, params in prof["notebooks"].items():
-            assert set(params) == set(P.COMMON_PARAMS) | set(P.NOTEBOOK_EXTRAS[nb])
+            required = set(P.COMMON_PARAMS) | set(P.REQUIRED_EXTRAS[nb])
+            assert required <= set(params) <= set(P.COMMON_PARAMS) | set(P.NOTEBOOK_EXTRAS[nb]), (name, nb)
             for k, v in params.items():
                 assert KNOWN_PARAMS[k].validate(v) == v
         assert all(v > 0 for v in prof["estimate_s"].values())
@@ -79,7 +80,8 @@ def test_the_gpu_profile_is_the_laptop_study_scaled_up():
         assert gpu["common"][k] >= laptop["common"][k], k
     assert gpu["common"]["device"] == "cuda" and gpu["common"]["T_conv"] >= 128
     assert gpu["common"]["attack_images"] == gpu["common"]["n_test"]
-    assert gpu["notebooks"]["05_attack_source"]["snn_conv_images"] is None          # every image where E1/E2/E11 are
+    for nb in P.ATTACKING_NOTEBOOKS:             # every image, SNN-conv included, crafted in bounded batches
+        assert gpu["notebooks"][nb]["snn_conv_images"] is None and gpu["notebooks"][nb]["attack_batch"] <= 128, nb
     for nb in NOTEBOOKS:
         g, lap = gpu["notebooks"][nb], laptop["notebooks"][nb]
         for k in ("T_list", "quant_bits", "leak_list", "T_bp_trained", "surrogates", "other_attacks"):
@@ -91,6 +93,23 @@ def test_the_gpu_profile_is_the_laptop_study_scaled_up():
                 assert (float("inf") if g[k] is None else g[k]) >= (float("inf") if lap[k] is None else lap[k]), (nb, k)
     assert gpu["notebooks"]["06_gradient_masking"]["adaptive_images"] == 100
     assert gpu["notebooks"]["05_attack_source"]["other_attack_images"] is None
+
+
+def test_an_optional_parameter_may_be_left_out_and_an_override_reaches_every_notebook_that_takes_it(tmp_path):
+    """attack_batch, a memory setting: a profile's notebook block may leave it out (it means null), and
+    ``-p attack_batch=N`` applies to every notebook that crafts attacks, not only to those whose block names it."""
+    laptop = load_profile("laptop")["notebooks"]
+    assert "attack_batch" not in laptop["02_discretization"] and laptop["05_attack_source"]["attack_batch"] == 100
+    assert "attack_batch" not in P.REQUIRED_EXTRAS["05_attack_source"]
+    over = load_profile("laptop", {"attack_batch": 32})["notebooks"]
+    assert {nb for nb, p in over.items() if p.get("attack_batch") == 32} == set(P.ATTACKING_NOTEBOOKS)
+    assert "attack_batch" not in over["01_models"] and "attack_batch" not in over["07_summary"]
+    raw = yaml.safe_load(P.PROFILES_PATH.read_text())
+    del raw["profiles"]["laptop"]["notebooks"]["04_training_method"]["target_seeds"]      # a required extra
+    f = tmp_path / "profiles.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match=r"04_training_method': missing parameter\(s\) target_seeds$"):
+        load_profile("laptop", path=f)
 
 
 def test_overrides_common_and_extras():
