@@ -85,7 +85,7 @@ from ..files import atomic_write_json, file_lock
 from ..machine import utc_now
 from .executors import environment
 from .notebooks import execute_notebook, relative_path as _rel
-from .profiles import NOTEBOOKS, ProfileError
+from .profiles import KNOWN_PARAMS, NOTEBOOKS, ProfileError
 
 __all__ = ["main", "parse_param", "repo_root", "LOG_NAME"]
 
@@ -140,6 +140,15 @@ def _fmt_v(v: Any) -> str:
     if isinstance(v, str):
         return v
     return json.dumps(v)
+
+
+def _without_null_optional(params: Any) -> Any:
+    """Parameters without the optional ones set to null (an optional parameter left out means null, so a run
+    recorded before a profile named it explicitly is still the same run)."""
+    if not isinstance(params, dict):
+        return params
+    return {k: v for k, v in params.items()
+            if not (v is None and k in KNOWN_PARAMS and KNOWN_PARAMS[k].optional)}
 
 
 def _source_hash(path: Path) -> str | None:
@@ -354,7 +363,8 @@ class _Plan:
         results folder's 01_models recorded (:meth:`stale_models`); the summary also after every chapter it reads."""
         e = self.log_entry(nb)
         return (e.get("status") == "ok"
-                and e.get("parameters") == json.loads(json.dumps(self.params(nb)))
+                and _without_null_optional(e.get("parameters"))
+                == _without_null_optional(json.loads(json.dumps(self.params(nb))))
                 and self.output_path(nb).is_file()
                 and e.get("source_sha256") == _source_hash(self.input_path(nb))
                 and not self.stale_models(nb) and not self.summary_outdated(nb))

@@ -394,6 +394,11 @@ def test_resume_reruns_chapters_of_an_earlier_training_run_and_a_summary_older_t
     assert main(argv) == 0
     assert main(argv + ["--resume"]) == 0
     assert capsys.readouterr().out.count("skipped (done with the same parameters") == 3
+    # an optional parameter named null is the same run as one that left it out; any other value is not
+    for value, done in (("null", True), ("4", False)):
+        assert main(argv + ["--resume", "--dry-run", "-p", f"attack_batch={value}"]) == 0
+        row = [line for line in capsys.readouterr().out.splitlines() if "02_disc" in line][-1]
+        assert ("done, skipped" in row) == done, (value, row)
     res = tmp_path / "res"
     rec = json.loads((res / "01_models.json").read_text())
     rec["models"] = {"seed 0": {"ANN": "a" * 16}}                 # chapter 1 re-run: new models recorded
