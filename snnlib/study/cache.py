@@ -150,8 +150,12 @@ class ArtifactCache:
         #: seconds of work this cache object saved, per kind: the build times (``build_s``, recorded by
         #: :meth:`get_or_build`) of the entries :meth:`get_or_build` loaded instead of building that another process
         #: built (an earlier attempt, another chapter); an entry this process built is work already in its own wall
-        #: time and counts 0, as does one saved without a build time
+        #: time and counts 0, as does one saved without a build time.  Each entry counts once per cache object (the
+        #: examples a source crafted, loaded for each of its targets, are one piece of work), and an entry built inside
+        #: another's build (``nested_built`` in its config.json) counts once, in whichever is loaded first
         self.reused_s: dict[str, float] = {}
+        self._counted: set[str] = set()          # "kind/key" of the entries whose work is in reused_s or built here
+        self._building: list[list[str]] = []     # for each build in progress (innermost last): the entries built in it
 
     def __repr__(self) -> str:
         return f"ArtifactCache(root={str(self.root)!r})"
@@ -174,9 +178,10 @@ class ArtifactCache:
 
     # -- save / load --------------------------------------------------------------------------
     def save(self, kind: str, config: Mapping[str, Any], state: Mapping[str, Any],
-             build_s: float | None = None) -> Path:
+             build_s: float | None = None, nested_built: list[str] | None = None) -> Path:
         """Store ``state`` (a dict of tensors / primitives) for ``config``; return the folder.  ``build_s``: the
-        seconds it took to make (kept in ``config.json``, counted in :attr:`reused_s` when it is loaded again).
+        seconds it took to make (kept in ``config.json``, counted in :attr:`reused_s` when it is loaded again);
+        ``nested_built``: the entries ("kind/key") built during those seconds, whose time ``build_s`` includes.
 
         The state is checked to load back with ``torch.load(weights_only=True)`` *before*
         anything is written, so a bad state fails here and not in a later notebook.
@@ -208,6 +213,8 @@ class ArtifactCache:
         if build_s is not None:
             meta["build_s"] = round(float(build_s), 3)
             meta["built_by"] = PROCESS_ID
+        if nested_built:
+            meta["nested_built"] = list(nested_built)
         atomic_write_json(d / "config.json", meta)
         atomic_write_bytes(d / "state.pt", buf.getvalue())   # last: marks the entry complete
         return d
@@ -263,18 +270,46 @@ class ArtifactCache:
                 except CacheError as e:
                     print(f"snnlib: {e}; rebuilding", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            state = build_fn()
+            self._building.append([])
+            try:
+                state = build_fn()
+            finally:
+                nested = self._building.pop()
             if not isinstance(state, Mapping):
                 raise TypeError(f"build_fn for {kind!r} must return a dict (state), got "
                                 f"{type(state).__name__}")
-            self.save(kind, config, state, build_s=time.perf_counter() - t0)
+            self.save(kind, config, state, build_s=time.perf_counter() - t0, nested_built=nested)
+            entry = f"{kind}/{config_key(config)}"
+            self._counted.add(entry)                     # its work is in this process's wall time
+            if self._building:
+                self._building[-1].append(entry)
             return dict(state)
 
     def _reuse(self, kind: str, config: Mapping[str, Any], map_location: Any) -> dict[str, Any]:
         """Load an entry for :meth:`get_or_build` and add its recorded build time to :attr:`reused_s`."""
         state, meta = self._load(kind, config, map_location)
-        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + _build_seconds(meta, other_processes=True)
+        self.reused_s[kind] = self.reused_s.get(kind, 0.0) + self._uncounted_seconds(f"{kind}/{meta.get('key')}", meta)
         return state
+
+    def _entry_meta(self, entry: str) -> dict[str, Any] | None:
+        """The config.json of ``entry`` ("kind/key"), or None when it is gone or unreadable."""
+        try:
+            return json.loads((self.root / entry / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _uncounted_seconds(self, entry: str, meta: Mapping[str, Any]) -> float:
+        """The part of ``entry``'s recorded build time not yet in :attr:`reused_s` (0.0 for one counted before or
+        built by this process); marks it and the entries built inside it as counted."""
+        if entry in self._counted:
+            return 0.0
+        self._counted.add(entry)
+        seconds = _build_seconds(meta, other_processes=True)
+        for child in meta.get("nested_built") or []:
+            child_meta = self._entry_meta(child) if isinstance(child, str) else None
+            if child_meta is not None:                   # its time is in ours: take out what was counted already
+                seconds -= _build_seconds(child_meta, other_processes=False) - self._uncounted_seconds(child, child_meta)
+        return max(seconds, 0.0)
 
     def build_seconds(self, kind: str, config: Mapping[str, Any], *, other_processes: bool = False) -> float:
         """The seconds the entry took to build, as recorded with it (0.0 when not recorded or unreadable, and with

@@ -491,9 +491,9 @@ class ChapterFile:
     training_s: seconds of ``wall_time_s`` spent training those models (0 when all came from the artifact cache;
     None in older files), so that the runner can estimate the chapter's own work apart from training;
     reused_s: seconds of attack work (crafted examples, scored cells, chapter 6's reports) loaded from the artifact
-    cache instead of done again, by the build times recorded with them: the work of an earlier, interrupted attempt
-    (or a cell another chapter shares), so ``wall_time_s - training_s + reused_s`` is the chapter's work with only
-    its models cached (None in older files; 0 for entries cached before build times were recorded).
+    cache instead of done again, by the build times recorded with them (each entry once): the work of an earlier,
+    interrupted attempt (or a cell another chapter shares), so ``wall_time_s - training_s + reused_s`` is the
+    chapter's work with only its models cached (None in older files; 0 for entries cached before build times were recorded).
     """
 
     notebook: str

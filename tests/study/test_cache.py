@@ -165,8 +165,9 @@ def test_get_or_build_builds_once(tmp_path):
 
 def test_a_reused_entry_counts_the_time_it_took_to_build(tmp_path, monkeypatch):
     """get_or_build records how long each build took; a later process (an earlier, stopped attempt's work re-used)
-    that loads the entry instead of building it adds that time to reused_s under its kind; re-using an entry this
-    process built adds nothing (that work is in its own wall time), nor does an entry saved without a build time."""
+    that loads the entry instead of building it adds that time to reused_s under its kind, once however often it loads
+    it; re-using an entry this process built adds nothing (that work is in its own wall time), nor does an entry saved
+    without a build time."""
     import time as _time
 
     from snnlib.study import cache as C
@@ -186,10 +187,40 @@ def test_a_reused_entry_counts_the_time_it_took_to_build(tmp_path, monkeypatch):
     again = ArtifactCache(tmp_path)
     again.get_or_build("scored", CFG, slow)
     again.get_or_build("scored", CFG, slow)
-    assert again.reused_s == {"scored": pytest.approx(2 * built)}
+    assert again.reused_s == {"scored": pytest.approx(built)}         # loaded twice, one piece of work
     again.save("adversarial", CFG, {"w": torch.zeros(1)})           # no build time recorded
     again.get_or_build("adversarial", CFG, slow)
     assert again.reused_s["adversarial"] == 0.0 and again.build_seconds("nosuch", CFG) == 0.0
+
+
+def _set_build_s(cache, kind, cfg, seconds):
+    """Give an entry a known build time, as another process would have recorded it."""
+    path = cache.path(kind, cfg) / "config.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(meta, build_s=seconds, built_by="an earlier attempt")))
+
+
+@pytest.mark.parametrize("order", ["outer first", "inner first"])
+def test_an_entry_built_inside_another_counts_once_in_reused_s(tmp_path, monkeypatch, order):
+    """A scored cell whose build crafted its examples (10 s in all, 4 s of them the examples' own entry): a later
+    process that loads both, in either order, re-used 10 s of work, not 14."""
+    from snnlib.study import cache as C
+
+    first = ArtifactCache(tmp_path)
+    inner, outer = {"what": "examples"}, {"what": "scored"}
+    first.get_or_build("scored", outer, lambda: first.get_or_build("adversarial", inner, lambda: {"x": torch.ones(1)}))
+    assert json.loads((first.path("scored", outer) / "config.json").read_text())["nested_built"] == [
+        f"adversarial/{first.key(inner)}"]
+    _set_build_s(first, "scored", outer, 10.0)
+    _set_build_s(first, "adversarial", inner, 4.0)
+    monkeypatch.setattr(C, "PROCESS_ID", "a later attempt")
+    again = ArtifactCache(tmp_path)
+    loads = [("scored", outer), ("adversarial", inner)]
+    for kind, cfg in loads if order == "outer first" else loads[::-1]:
+        again.get_or_build(kind, cfg, lambda: pytest.fail("the entry is cached"))
+    assert sum(again.reused_s.values()) == pytest.approx(10.0)
+    assert again.reused_s == ({"scored": 10.0, "adversarial": 0.0} if order == "outer first"
+                              else {"adversarial": 4.0, "scored": 6.0})
 
 
 def test_resume_after_interrupted_build_and_partial_entry(tmp_path, capsys):
