@@ -1,7 +1,7 @@
 """The hand-written pages state what the published run measured: every effect with its interval, every verdict named
 next to a claim id, the run's date and the verdict counts in book/intro.md and README.md are those the published
-results give (an effect may also be one of a replicate run the summary sets beside it: the laptop profile's
-``compare_with``).  A re-published run fails here until the prose is rewritten from its data."""
+results give (an effect may also be one of chapter 5's table of attacks, or of a replicate run the summary sets
+beside it: the laptop profile's ``compare_with``).  A re-published run fails here until the prose is rewritten from its data."""
 import json
 import re
 from datetime import datetime
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from snnlib.study import claims
+from snnlib.study.records import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "results" / "laptop"
@@ -27,6 +28,14 @@ REPLICATE_NAMED = re.compile(r"replicate|AMD EPYC|run of \d{1,2} \w+ \d{4}")
 @pytest.fixture(scope="module")
 def rows():
     return claims.evaluate_claims(PUBLISHED)
+
+
+@pytest.fixture(scope="module")
+def attack_table():
+    """Chapter 5's comparisons under each of its attacks (E2's and E11's tests under FGSM, PGD, R-FGSM and BIM)."""
+    study = load_study(PUBLISHED)
+    return [c.judgement for c in claims.attack_family(study.attack_source, study.num_classes)
+            if c.judgement is not None]
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +60,12 @@ def _effects(rows) -> set:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_every_effect_with_an_interval_in_the_prose_is_a_claims_measured_effect(page, rows, replicate_rows):
-    """Each is the published run's, or a replicate run's named as such just before it ("the replicate", "run
-    of <date>", the CPU it ran on)."""
+def test_every_effect_with_an_interval_in_the_prose_is_a_claims_measured_effect(page, rows, attack_table,
+                                                                               replicate_rows):
+    """Each is the published run's (a claim's, or a comparison of chapter 5's table of attacks), or a replicate
+    run's named as such just before it ("the replicate", "run of <date>", the CPU it ran on)."""
     text = _text(page)
-    this_run, replicate = _effects(rows), _effects(replicate_rows)
+    this_run, replicate = _effects(rows) | _effects(attack_table), _effects(replicate_rows)
     found = [(tuple(_value(v) for v in m.groups()), text[max(0, m.start() - 250):m.start()])
              for m in EFFECT.finditer(text)]
     assert found, f"{page.name} states no effect with its interval"
