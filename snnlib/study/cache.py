@@ -314,11 +314,8 @@ class ArtifactCache:
     def build_seconds(self, kind: str, config: Mapping[str, Any], *, other_processes: bool = False) -> float:
         """The seconds the entry took to build, as recorded with it (0.0 when not recorded or unreadable, and with
         ``other_processes`` when this process built it)."""
-        try:
-            meta = json.loads((self.path(kind, config) / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return 0.0
-        return _build_seconds(meta, other_processes=other_processes)
+        meta = self._entry_meta(f"{_check_kind(kind)}/{config_key(config)}")
+        return 0.0 if meta is None else _build_seconds(meta, other_processes=other_processes)
 
     def remove(self, kind: str, config: Mapping[str, Any]) -> bool:
         """Delete the entry (if any); return whether something was deleted."""
