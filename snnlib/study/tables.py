@@ -420,18 +420,21 @@ def _effect_text(r: ClaimRow) -> str:
 
 
 def claims_table(rows: Sequence[ClaimRow]) -> Table:
-    """One line per claim: id, paper, claim, verdict (with its badge), the test, the effect A − B in points with
-    its 95 % interval, p (Holm-adjusted in parentheses for a primary claim), MDE (points, 80 % power), images,
-    seeds and what was measured.  Rows of summaries written before these fields existed show empty cells."""
+    """One line per claim, short enough to read across: id, paper, claim, verdict (with its badge), the test, the
+    effect A − B in points with its 95 % interval, p (Holm-adjusted in parentheses for a primary claim), MDE
+    (points, 80 % power), images and seeds.  What was measured, model by model, is in :func:`claim_statements`
+    (the caption says so).  Rows of summaries written before these fields existed show empty cells."""
     out = []
     for r in rows:
         effect = _effect_text(r)
         p = _p_text(r.p_value) + (f" (Holm {_p_text(r.p_adjusted)})" if r.p_adjusted is not None else "")
         out.append([r.id, r.paper, r.claim, VERDICT_BADGES.get(r.verdict, r.verdict), r.test or "", effect, p,
                     "" if r.mde is None else f"{r.mde:.1f}", "" if r.n_images is None else r.n_images,
-                    ", ".join(map(str, r.seeds)), r.measured])
+                    ", ".join(map(str, r.seeds))])
+    caption = ("Every claim and its verdict; the accuracies, images and exclusions behind each row are in "
+               "\"Each claim in one sentence\" below.")
     return Table(out, ["id", "paper", "claim", "verdict", "test", "effect, points [95% CI]", "p (Holm)",
-                       "MDE (points)", "n", "seeds", "measured"], "", ["l"] * 5 + ["r"] * 4 + ["l"] * 2)
+                       "MDE (points)", "n", "seeds"], caption, ["l"] * 5 + ["r"] * 4 + ["l"])
 
 
 class MarkdownText(str):

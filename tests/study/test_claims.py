@@ -409,6 +409,10 @@ def test_the_rule_table_and_the_claims_table():
     assert e2[3] == "✓ supported" and e2[5].startswith("+20.0 [") and "Holm" in e2[6] and e2[9] == "0"
     e3 = next(x for x in ct.rows if x[0] == "E3")
     assert e3[3] == "⊘ not testable" and e3[5] == ""
+    # the table stays short enough to read across: what was measured is in the sentences, every row's of it
+    assert "measured" not in ct.columns and "Each claim in one sentence" in ct.caption
+    statements = tables.claim_statements(rows)
+    assert all(r.measured.rstrip(".") in statements for r in rows)
     # rows of a summary written before the new fields still render
     old = R.ClaimRow(id="E1", paper="P", claim="c", chapter="04", verdict="supported", measured="m", scale=None)
     assert tables.claims_table([old]).rows[0][4:10] == ["", "", "", "", "", ""]
