@@ -431,8 +431,7 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
         out.append([r.id, r.paper, r.claim, VERDICT_BADGES.get(r.verdict, r.verdict), r.test or "", effect, p,
                     "" if r.mde is None else f"{r.mde:.1f}", "" if r.n_images is None else r.n_images,
                     ", ".join(map(str, r.seeds))])
-    caption = ("Every claim and its verdict; the accuracies, images and exclusions behind each row are in "
-               "\"Each claim in one sentence\" below.")
+    caption = "What each row measured: \"Each claim in one sentence\", below."
     return Table(out, ["id", "paper", "claim", "verdict", "test", "effect, points [95% CI]", "p (Holm)",
                        "MDE (points)", "n", "seeds"], caption, ["l"] * 5 + ["r"] * 4 + ["l"])
 
