@@ -156,8 +156,14 @@ def test_committed_results_load(profile):
     S = R.load_study(d)
     for nb in R.CHAPTER_RESULTS:
         assert S.chapter(nb) is not None, nb
-    # 2 attacks x 6 sources x 3 targets, once per target seed
-    assert len(S.training_method.rows) > 0 and len(S.attack_source.cells) in (36, 72)
+    # every attack (FGSM and PGD, and R-FGSM and BIM where the profile runs them) x 6 sources x 3 targets, once per
+    # target seed: no cell missing, none twice
+    cells = S.attack_source.cells
+    attacks = {c.attack for c in cells}
+    seeds = {c.target_seed for c in cells}
+    assert len(S.training_method.rows) > 0 and {"FGSM", "PGD"} <= attacks
+    assert len(cells) == len(attacks) * 6 * 3 * len(seeds)
+    assert len({(c.attack, c.source, c.target, c.target_seed) for c in cells}) == len(cells)
     summary = R.from_json(d / "07_summary.json")
     assert isinstance(summary, R.SummaryFile)
     ids = [c.id for c in summary.claims]
