@@ -308,7 +308,9 @@ class ArtifactCache:
         for child in meta.get("nested_built") or []:
             child_meta = self._entry_meta(child) if isinstance(child, str) else None
             if child_meta is not None:                   # its time is in ours: take out what was counted already
-                seconds -= _build_seconds(child_meta, other_processes=False) - self._uncounted_seconds(child, child_meta)
+                counted_before = _build_seconds(child_meta, other_processes=False) - self._uncounted_seconds(
+                    child, child_meta)
+                seconds -= counted_before
         return max(seconds, 0.0)
 
     def build_seconds(self, kind: str, config: Mapping[str, Any], *, other_processes: bool = False) -> float:

@@ -493,7 +493,8 @@ class ChapterFile:
     reused_s: seconds of attack work (crafted examples, scored cells, chapter 6's reports) loaded from the artifact
     cache instead of done again, by the build times recorded with them (each entry once): the work of an earlier,
     interrupted attempt (or a cell another chapter shares), so ``wall_time_s - training_s + reused_s`` is the
-    chapter's work with only its models cached (None in older files; 0 for entries cached before build times were recorded).
+    chapter's work with only its models cached (None in older files; 0 for entries cached before build times were
+    recorded).
     """
 
     notebook: str

@@ -1,7 +1,8 @@
 """The hand-written pages state what the published run measured: every effect with its interval, every verdict named
 next to a claim id, the run's date and the verdict counts in book/intro.md and README.md are those the published
 results give (an effect may also be one of chapter 5's table of attacks, or of a replicate run the summary sets
-beside it: the laptop profile's ``compare_with``).  A re-published run fails here until the prose is rewritten from its data."""
+beside it: the laptop profile's ``compare_with``).  A re-published run fails here until the prose is rewritten from
+its data."""
 import json
 import re
 from datetime import datetime
